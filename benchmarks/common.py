@@ -1,0 +1,32 @@
+"""Timing helpers shared by the benchmarks."""
+from __future__ import annotations
+
+import platform
+import statistics
+import time
+
+import jax
+
+
+def time_call(fn, *args, repeats: int = 5, min_total_s: float = 0.5) -> float:
+  """Median wall time (seconds) of ``fn(*args)`` after one warm-up (compile) call.
+
+  Repeats at least ``repeats`` times and until ``min_total_s`` has passed; every call is
+  blocked on so that asynchronous dispatch does not hide work.
+  """
+  jax.block_until_ready(fn(*args))
+  times = []
+  start = time.perf_counter()
+  while len(times) < repeats or (time.perf_counter() - start < min_total_s and len(times) < 50):
+    t0 = time.perf_counter()
+    jax.block_until_ready(fn(*args))
+    times.append(time.perf_counter() - t0)
+  return statistics.median(times)
+
+
+def machine_description() -> str:
+  dev = jax.devices()[0]
+  kind = getattr(dev, "device_kind", dev.platform)
+  import os
+  return (f"{dev.platform} ({kind}), {len(jax.devices())} device(s), "
+          f"{os.cpu_count()} host cores, jax {jax.__version__}, Python {platform.python_version()}")

@@ -1,0 +1,19 @@
+"""sdrift_jax: Sinkhorn-drifting generative models in JAX."""
+from sdrift_jax.costs import COSTS, pairwise_cost
+from sdrift_jax.drift import NORMALIZATIONS, DriftInfo, drift_field, drift_field_with_info
+from sdrift_jax.sinkhorn import SinkhornOutput, sinkhorn, sinkhorn_divergence, sinkhorn_scaling
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "COSTS",
+    "NORMALIZATIONS",
+    "DriftInfo",
+    "SinkhornOutput",
+    "drift_field",
+    "drift_field_with_info",
+    "pairwise_cost",
+    "sinkhorn",
+    "sinkhorn_divergence",
+    "sinkhorn_scaling",
+]

@@ -1,0 +1,82 @@
+"""Pairwise ground costs, named explicitly.
+
+The paper's theory uses ``0.5 |x - y|^2``; its MNIST section, the reference code's
+"Gaussian" kernel and ott-jax's ``SqEuclidean`` use ``|x - y|^2``; Deng et al.'s
+"Laplacian" kernel uses ``|x - y|``. With ``cost='sqeuclidean'`` our ``tau`` is exactly
+ott-jax's ``epsilon``.
+"""
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+#: Canonical cost names.
+COSTS = ("sqeuclidean", "half_sqeuclidean", "euclidean")
+#: Kernel names accepted as aliases of a cost (the kernel is ``exp(-cost / tau)``).
+COST_ALIASES = {"gaussian": "sqeuclidean", "laplacian": "euclidean"}
+
+
+def canonical_cost(cost: str) -> str:
+  """Returns the canonical cost name for ``cost`` or an alias; raises on unknown names."""
+  if not isinstance(cost, str):
+    raise ValueError(f"cost must be a string, one of {COSTS + tuple(COST_ALIASES)}; got {cost!r}")
+  name = COST_ALIASES.get(cost, cost)
+  if name not in COSTS:
+    raise ValueError(
+        f"unknown cost {cost!r}: expected one of {COSTS} or the kernel aliases "
+        f"{tuple(COST_ALIASES)}")
+  return name
+
+
+#: Up to this dimension distances are summed from coordinate differences: exact at zero
+#: distance, and on CPU as fast as the matmul (one fused N x M pass; 25 ms against 34 ms
+#: at N = M = 4096, d = 2, where the [N, M, d] broadcast form took 118 ms). Above it the
+#: matmul expansion is used, whose rounding is about ``1e-7 * (|x|^2 + |y|^2)``.
+DIRECT_MAX_DIM = 16
+
+
+def squared_distances(x: jax.Array, y: jax.Array) -> jax.Array:
+  """Pairwise ``|x_i - y_j|^2``.
+
+  Args:
+    x: array of shape ``[N, d]``.
+    y: array of shape ``[M, d]``.
+
+  Returns:
+    Array of shape ``[N, M]``, clipped at zero against rounding.
+  """
+  if x.shape[-1] <= DIRECT_MAX_DIM:
+    sq = jnp.zeros((x.shape[0], y.shape[0]), jnp.result_type(x, y))
+    for k in range(x.shape[-1]):
+      diff = x[:, k, None] - y[None, :, k]
+      sq = sq + diff * diff
+    return sq
+  # The expansion |x|^2 + |y|^2 - 2 x.y turns the N*M*d work into one matmul.
+  # HIGHEST precision: at small tau an error in the cost is amplified by 1 / tau, and
+  # GPUs would otherwise use TF32 for float32 matmuls.
+  xx = jnp.sum(x * x, axis=-1)
+  yy = jnp.sum(y * y, axis=-1)
+  xy = jnp.matmul(x, y.T, precision=jax.lax.Precision.HIGHEST)
+  return jnp.maximum(xx[:, None] + yy[None, :] - 2.0 * xy, 0.0)
+
+
+def pairwise_cost(x: jax.Array, y: jax.Array, cost: str = "sqeuclidean") -> jax.Array:
+  """Pairwise cost matrix ``C[i, j] = c(x_i, y_j)``.
+
+  Args:
+    x: array of shape ``[N, d]``.
+    y: array of shape ``[M, d]``.
+    cost: ``'sqeuclidean'`` (``|x - y|^2``), ``'half_sqeuclidean'``
+      (``0.5 |x - y|^2``) or ``'euclidean'`` (``|x - y|``); ``'gaussian'`` and
+      ``'laplacian'`` are aliases of the first and the last.
+
+  Returns:
+    Array of shape ``[N, M]``.
+  """
+  name = canonical_cost(cost)
+  sq = squared_distances(x, y)
+  if name == "sqeuclidean":
+    return sq
+  if name == "half_sqeuclidean":
+    return 0.5 * sq
+  return jnp.sqrt(sq)

@@ -1,0 +1,217 @@
+"""Drift fields ``V = P_pos @ y_pos - P_neg @ y_neg`` with every normalization.
+
+Normalizations (how the coupling ``P`` is made from the Gibbs logits ``-C / tau``):
+
+* ``'sinkhorn'``: ``T`` half-iterations of Sinkhorn scaling (rows, columns, rows, ...)
+  from the kernel, then row normalization (paper eq. 11, Algorithm 1). ``T = 1`` is
+  exactly one-sided; ``T = 2k`` and ``T = 2k + 1`` give the same drift, since the final
+  row normalization repeats a row step.
+* ``'one_sided'``: row softmax (Deng et al., paper eq. 3).
+* ``'two_sided'``: geometric mean of the row and column softmax, row-normalized; positives
+  and negatives separately.
+* ``'two_sided_joint'``: Deng et al.'s Algorithm 2: one geometric-mean coupling over the
+  concatenated ``[pos | neg]`` logits, with each side weighted by the other's row mass.
+
+Marginal weights enter as the reference measure of the kernel: the coupling starts from
+``a_i b_j exp(-C[i, j] / tau)``. Uniform weights change nothing.
+"""
+from __future__ import annotations
+
+import functools
+from typing import NamedTuple, Optional
+
+import jax
+import jax.numpy as jnp
+from jax.scipy.special import logsumexp
+
+from sdrift_jax import costs as costs_lib
+from sdrift_jax import sinkhorn as sinkhorn_lib
+from sdrift_jax import validation
+
+NORMALIZATIONS = ("sinkhorn", "one_sided", "two_sided", "two_sided_joint")
+
+_HI = jax.lax.Precision.HIGHEST
+
+
+class DriftInfo(NamedTuple):
+  """Drift and diagnostics returned by :func:`drift_field_with_info`.
+
+  Attributes:
+    drift: array of shape ``[N, d]``, the drift ``V``.
+    marginal_error_pos: L1 error of the column marginal of the positive coupling
+      ``a_i P_pos[i, j]`` against ``b_pos`` (its rows are exact after the final row
+      normalization). Shape ``[]``, or ``[K]`` for ``K`` temperatures.
+    marginal_error_neg: the same for the negative coupling.
+  """
+  drift: jax.Array
+  marginal_error_pos: jax.Array
+  marginal_error_neg: jax.Array
+
+
+def _row_softmax(logits):
+  # One exp pass (jax.nn.softmax), not logsumexp followed by a second exp.
+  return jax.nn.softmax(logits, axis=1)
+
+
+def _sinkhorn_coupling(logits, log_a, log_b, T):
+  # Only the column scaling survives the final row normalization, so the last row step
+  # of an odd T is folded into the softmax.
+  _, g = sinkhorn_lib.sinkhorn_scaling(logits, 2 * (T // 2), log_a, log_b)
+  return _row_softmax(logits + g[None, :])
+
+
+def _geometric_mean_log(logits, log_a, log_b):
+  """Log of ``sqrt(softmax_row * softmax_col)`` (weighted by the other side's marginal)."""
+  lr = logits + log_b[None, :]
+  lc = logits + log_a[:, None]
+  return 0.5 * ((lr - logsumexp(lr, axis=1, keepdims=True))
+                + (lc - logsumexp(lc, axis=0, keepdims=True)))
+
+
+def _couplings(logits_pos, logits_neg, log_a, log_bp, log_bn, normalization, T):
+  """Returns ``(W_pos, W_neg)`` with ``V = W_pos @ y_pos - W_neg @ y_neg``."""
+  if normalization in ("sinkhorn", "one_sided"):
+    T = T if normalization == "sinkhorn" else 1
+    return (_sinkhorn_coupling(logits_pos, log_a, log_bp, T),
+            _sinkhorn_coupling(logits_neg, log_a, log_bn, T))
+  if normalization == "two_sided":
+    return (_row_softmax(_geometric_mean_log(logits_pos, log_a, log_bp)),
+            _row_softmax(_geometric_mean_log(logits_neg, log_a, log_bn)))
+  # two_sided_joint
+  m_pos = logits_pos.shape[1]
+  joint = jnp.concatenate([logits_pos, logits_neg], axis=1)
+  log_b = jnp.concatenate([log_bp, log_bn])
+  A = jnp.exp(_geometric_mean_log(joint, log_a, log_b))
+  a_pos, a_neg = A[:, :m_pos], A[:, m_pos:]
+  return (a_pos * jnp.sum(a_neg, axis=1, keepdims=True),
+          a_neg * jnp.sum(a_pos, axis=1, keepdims=True))
+
+
+def _column_error(W, a, b):
+  P = W / jnp.sum(W, axis=1, keepdims=True)
+  return jnp.sum(jnp.abs(jnp.matmul(a, P, precision=_HI) - b))
+
+
+def _single_temperature(x, y_pos, y_neg, tau, a, bp, bn, *, T, normalization, cost,
+                        mask_self, with_info):
+  logits_pos = -costs_lib.pairwise_cost(x, y_pos, cost) / tau
+  logits_neg = -costs_lib.pairwise_cost(x, y_neg, cost) / tau
+  if mask_self:
+    n = x.shape[0]
+    logits_neg = jnp.where(jnp.eye(n, dtype=bool), -jnp.inf, logits_neg)
+  W_pos, W_neg = _couplings(logits_pos, logits_neg, jnp.log(a), jnp.log(bp), jnp.log(bn),
+                            normalization, T)
+  V = jnp.matmul(W_pos, y_pos, precision=_HI) - jnp.matmul(W_neg, y_neg, precision=_HI)
+  if not with_info:
+    return V, None, None
+  return V, _column_error(W_pos, a, bp), _column_error(W_neg, a, bn)
+
+
+def _uniform_or_normalized(w, n, dtype):
+  if w is None:
+    return jnp.full((n,), 1.0 / n, dtype)
+  return w.astype(dtype) / jnp.sum(w)
+
+
+@functools.partial(jax.jit, static_argnames=("T", "normalization", "cost", "mask_self",
+                                             "multi_tau", "with_info"))
+def _drift_impl(x, y_pos, y_neg, taus, a, bp, bn, *, T, normalization, cost, mask_self,
+                multi_tau, with_info):
+  dtype = x.dtype
+  a = _uniform_or_normalized(a, x.shape[0], dtype)
+  bp = _uniform_or_normalized(bp, y_pos.shape[0], dtype)
+  bn = _uniform_or_normalized(bn, y_neg.shape[0], dtype)
+  one = functools.partial(_single_temperature, x, y_pos, y_neg, a=a, bp=bp, bn=bn, T=T,
+                          normalization=normalization, cost=cost, mask_self=mask_self,
+                          with_info=with_info)
+  taus = taus.astype(dtype)
+  if not multi_tau:
+    V, err_pos, err_neg = one(taus[0])
+    return DriftInfo(V, err_pos, err_neg)
+
+  # Deng et al.: one drift per temperature, each divided by its RMS, summed. A sequential
+  # map keeps one N x M matrix alive at a time.
+  def normalized(tau):
+    V, err_pos, err_neg = one(tau)
+    rms = jnp.sqrt(jnp.mean(V * V))
+    return jnp.where(rms > 0, V / jnp.where(rms > 0, rms, 1.0), 0.0), err_pos, err_neg
+
+  Vs, err_pos, err_neg = jax.lax.map(normalized, taus)
+  return DriftInfo(jnp.sum(Vs, axis=0), err_pos, err_neg)
+
+
+def _prepare(x, y_pos, y_neg, tau, T, normalization, cost, mask_self, weights_x,
+             weights_pos, weights_neg):
+  x = validation.as_point_cloud(x, "x")
+  y_pos = validation.as_point_cloud(y_pos, "y_pos")
+  y_neg = x if y_neg is None else validation.as_point_cloud(y_neg, "y_neg")
+  validation.check_same_dim(x=x, y_pos=y_pos, y_neg=y_neg)
+  T = validation.check_T(T)
+  taus, multi_tau = validation.as_tau(tau)
+  normalization = validation.check_choice(normalization, NORMALIZATIONS, "normalization")
+  cost = costs_lib.canonical_cost(cost)
+  if not isinstance(mask_self, bool):
+    raise ValueError(f"mask_self must be a bool, got {mask_self!r}")
+  if mask_self and (y_neg.shape[0] != x.shape[0] or x.shape[0] < 2):
+    raise ValueError(
+        "mask_self=True masks the diagonal of the x-to-y_neg cost, so y_neg must be x "
+        f"(same number of rows, at least 2); got x {tuple(x.shape)}, y_neg {tuple(y_neg.shape)}")
+  a = validation.as_weights(weights_x, x.shape[0], "weights_x")
+  bp = validation.as_weights(weights_pos, y_pos.shape[0], "weights_pos")
+  bn = validation.as_weights(weights_neg, y_neg.shape[0], "weights_neg")
+  dtype = jnp.result_type(x.dtype, y_pos.dtype, y_neg.dtype)
+  args = (x.astype(dtype), y_pos.astype(dtype), y_neg.astype(dtype), taus, a, bp, bn)
+  static = dict(T=T, normalization=normalization, cost=cost, mask_self=mask_self,
+                multi_tau=multi_tau)
+  return args, static
+
+
+def drift_field(x, y_pos, y_neg, tau, T: int = 41, *, normalization: str = "sinkhorn",
+                cost: str = "sqeuclidean", mask_self: bool = False,
+                weights_x: Optional[jax.Array] = None,
+                weights_pos: Optional[jax.Array] = None,
+                weights_neg: Optional[jax.Array] = None) -> jax.Array:
+  """The drift ``V = P_pos @ y_pos - P_neg @ y_neg`` at the particles ``x``.
+
+  Pure and jitted (the static arguments are ``T``, ``normalization``, ``cost`` and
+  ``mask_self``); usable inside ``jax.jit`` and ``jax.vmap``.
+
+  Args:
+    x: array of shape ``[N, d]``, the generated particles.
+    y_pos: array of shape ``[M_pos, d]``, positive samples (data).
+    y_neg: array of shape ``[M_neg, d]``, negative samples; ``None`` means ``x``.
+    tau: temperature (> 0), in the units of the cost; with the default cost it equals
+      ott-jax's ``epsilon``. A sequence of temperatures gives the sum of the drifts, each
+      divided by its RMS (Deng et al.).
+    T: Sinkhorn half-iterations (paper convention: ``T = 1`` is one-sided; the reference
+      PyTorch code's ``k`` iterations are ``T = 2k + 1``). Used by ``'sinkhorn'`` only.
+    normalization: ``'sinkhorn'``, ``'one_sided'``, ``'two_sided'`` or
+      ``'two_sided_joint'``.
+    cost: ``'sqeuclidean'`` (Gaussian kernel), ``'half_sqeuclidean'`` (the paper's
+      theory) or ``'euclidean'`` (Laplacian kernel); ``'gaussian'`` and ``'laplacian'``
+      are aliases.
+    mask_self: set the diagonal of the negative cost to ``+inf`` (the baselines'
+      heuristic when ``y_neg`` is ``x``; the Sinkhorn drift does not need it).
+    weights_x: optional row marginal of shape ``[N]``; uniform if None.
+    weights_pos: optional marginal of the positives, shape ``[M_pos]``.
+    weights_neg: optional marginal of the negatives, shape ``[M_neg]``.
+
+  Returns:
+    Array of shape ``[N, d]``.
+
+  Raises:
+    ValueError: at trace time, on a bad shape, dtype, temperature, ``T`` or name.
+  """
+  args, static = _prepare(x, y_pos, y_neg, tau, T, normalization, cost, mask_self,
+                          weights_x, weights_pos, weights_neg)
+  return _drift_impl(*args, **static, with_info=False).drift
+
+
+def drift_field_with_info(x, y_pos, y_neg, tau, T: int = 41, *,
+                          normalization: str = "sinkhorn", cost: str = "sqeuclidean",
+                          mask_self: bool = False, weights_x=None, weights_pos=None,
+                          weights_neg=None) -> DriftInfo:
+  """:func:`drift_field` plus the couplings' marginal errors, as a :class:`DriftInfo`."""
+  args, static = _prepare(x, y_pos, y_neg, tau, T, normalization, cost, mask_self,
+                          weights_x, weights_pos, weights_neg)
+  return _drift_impl(*args, **static, with_info=True)

@@ -1,0 +1,106 @@
+"""Argument checks shared by the public functions.
+
+Every check runs at trace time (on shapes, dtypes and static values) and raises a
+``ValueError`` that names the argument and what was expected. Values that are traced
+(a ``tau`` passed into a jitted caller, say) cannot be inspected and are not checked.
+"""
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+
+def _is_traced(v) -> bool:
+  return isinstance(v, jax.core.Tracer)
+
+
+def as_point_cloud(v, name: str) -> jax.Array:
+  """Checks that ``v`` is a non-empty float array of shape ``[n, d]``."""
+  if v is None:
+    raise ValueError(f"{name} must be an array of shape [n, d], got None")
+  if not hasattr(v, "dtype"):
+    v = np.asarray(v)
+  if v.ndim != 2:
+    raise ValueError(f"{name} must have shape [n, d] (rank 2), got shape {tuple(v.shape)}")
+  if v.shape[0] == 0 or v.shape[1] == 0:
+    raise ValueError(f"{name} must be non-empty, got shape {tuple(v.shape)}")
+  if not jnp.issubdtype(v.dtype, jnp.floating):
+    raise ValueError(f"{name} must have a floating dtype, got {v.dtype}")
+  return jnp.asarray(v)
+
+
+def check_same_dim(**clouds) -> None:
+  """Checks that all point clouds share their last dimension."""
+  dims = {name: c.shape[1] for name, c in clouds.items()}
+  if len(set(dims.values())) > 1:
+    detail = ", ".join(f"{k} has d={v}" for k, v in dims.items())
+    raise ValueError(f"point clouds must share the dimension d: {detail}")
+
+
+def check_T(T) -> int:
+  """Checks that ``T`` (half-iterations) is a static Python integer >= 1."""
+  if _is_traced(T):
+    raise ValueError("T must be a static Python int (it sets the loop length), got a traced value")
+  if isinstance(T, bool) or not isinstance(T, (int, np.integer)):
+    raise ValueError(f"T must be an int >= 1 (Sinkhorn half-iterations), got {T!r}")
+  if T < 1:
+    raise ValueError(f"T must be >= 1 (Sinkhorn half-iterations; T=1 is one-sided), got {T}")
+  return int(T)
+
+
+def as_tau(tau) -> tuple[jax.Array, bool]:
+  """Checks ``tau`` and returns it as a 1-D array plus whether it was a sequence.
+
+  Args:
+    tau: a positive finite scalar, or a non-empty 1-D sequence of them.
+
+  Returns:
+    ``(taus, is_sequence)`` with ``taus`` of shape ``[K]``.
+  """
+  if tau is None:
+    raise ValueError("tau must be a positive finite number or a sequence of them, got None")
+  if isinstance(tau, (list, tuple)):
+    if len(tau) == 0:
+      raise ValueError("tau must not be an empty sequence")
+    arr = jnp.stack([jnp.asarray(t) for t in tau])
+    seq = True
+  else:
+    arr = jnp.asarray(tau)
+    seq = arr.ndim == 1
+  if arr.ndim > 1 or (seq and arr.shape[0] == 0):
+    raise ValueError(f"tau must be a scalar or a non-empty 1-D sequence, got shape {arr.shape}")
+  if not (jnp.issubdtype(arr.dtype, jnp.floating) or jnp.issubdtype(arr.dtype, jnp.integer)):
+    raise ValueError(f"tau must be a real number, got dtype {arr.dtype}")
+  if not _is_traced(arr):
+    values = np.atleast_1d(np.asarray(arr, dtype=np.float64))
+    for t in values:
+      if not math.isfinite(t) or t <= 0:
+        raise ValueError(f"tau must be positive and finite, got {t}")
+  return jnp.atleast_1d(arr), seq
+
+
+def as_weights(w, n: int, name: str):
+  """Checks optional marginal weights of shape ``[n]`` (non-negative, any total mass)."""
+  if w is None:
+    return None
+  if not hasattr(w, "dtype"):
+    w = np.asarray(w)
+  if w.shape != (n,):
+    raise ValueError(f"{name} must have shape [{n}], got {tuple(w.shape)}")
+  if not jnp.issubdtype(w.dtype, jnp.floating):
+    raise ValueError(f"{name} must have a floating dtype, got {w.dtype}")
+  if not _is_traced(w):
+    wn = np.asarray(w, dtype=np.float64)
+    if not np.all(np.isfinite(wn)) or np.any(wn < 0) or wn.sum() <= 0:
+      raise ValueError(f"{name} must be finite, non-negative and not all zero")
+  return jnp.asarray(w)
+
+
+def check_choice(value, choices: Sequence[str], name: str) -> str:
+  if not isinstance(value, str) or value not in choices:
+    raise ValueError(f"unknown {name} {value!r}: expected one of {tuple(choices)}")
+  return value

@@ -1,0 +1,22 @@
+import warnings
+
+import jax
+import numpy as np
+import pytest
+
+# ott-jax imports jaxopt, which warns about its own deprecation on import.
+warnings.filterwarnings("ignore", category=DeprecationWarning, module="jaxopt")
+
+
+def clouds(seed, n=40, m=30, d=3, shift=0.5, scale=1.0):
+  """Three random float32 clouds (x, y_pos, y_neg) with distinct sizes."""
+  rng = np.random.default_rng(seed)
+  x = rng.normal(size=(n, d)).astype(np.float32)
+  y_pos = (scale * rng.normal(size=(m, d)) + shift).astype(np.float32)
+  y_neg = rng.normal(size=(m + 7, d)).astype(np.float32)
+  return x, y_pos, y_neg
+
+
+@pytest.fixture
+def rng():
+  return np.random.default_rng(0)

@@ -1,0 +1,176 @@
+"""drift_field against float64 NumPy, the paper's conventions and its invariants."""
+import itertools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import numpy_reference as ref
+from conftest import clouds
+from sdrift_jax import NORMALIZATIONS, drift_field, drift_field_with_info
+
+COSTS = ("sqeuclidean", "half_sqeuclidean", "euclidean")
+
+
+def rel_err(a, b):
+  a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+  return np.linalg.norm(a - b) / max(np.linalg.norm(b), 1e-30)
+
+
+@pytest.mark.parametrize("cost", COSTS)
+def test_T1_is_exactly_one_sided(cost):
+  x, y_pos, y_neg = clouds(1)
+  v1 = drift_field(x, y_pos, y_neg, 0.4, T=1, cost=cost)
+  v_one = drift_field(x, y_pos, y_neg, 0.4, normalization="one_sided", cost=cost)
+  np.testing.assert_array_equal(v1, v_one)
+  np.testing.assert_allclose(v1, ref.drift(x, y_pos, y_neg, 0.4, 1, "one_sided", cost),
+                             rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("k", [0, 1, 2, 5, 20])
+def test_T_2k_plus_1_is_k_full_iterations_of_the_reference_code(k):
+  x, y_pos, y_neg = clouds(2, n=30, m=25)
+  tau = 0.7
+  expected = []
+  for y in (y_pos, y_neg):
+    K = np.exp(-ref.cost(x, y, "sqeuclidean") / tau)
+    expected.append(ref.reference_code_coupling(K, k) @ y.astype(np.float64))
+  v = drift_field(x, y_pos, y_neg, tau, T=2 * k + 1)
+  np.testing.assert_allclose(v, expected[0] - expected[1], rtol=1e-4, atol=1e-5)
+  # An even T ends with a column step, which the final row normalization follows:
+  # T = 2k + 2 equals T = 2k + 3.
+  np.testing.assert_allclose(drift_field(x, y_pos, y_neg, tau, T=2 * k + 2),
+                             drift_field(x, y_pos, y_neg, tau, T=2 * k + 3), rtol=1e-6, atol=1e-6)
+
+
+def test_numpy_reference_log_domain_matches_plain_eq_11():
+  # The log-domain reference used below agrees with eq. 11 applied literally.
+  x, y, _ = clouds(3)
+  a, b = np.full(len(x), 1 / len(x)), np.full(len(y), 1 / len(y))
+  L = -ref.cost(x, y, "sqeuclidean") / 0.8
+  for T in (1, 2, 3, 8, 15):
+    pi = ref.plain_sinkhorn_plan(np.exp(L), a, b, T)
+    P_plain = pi / pi.sum(1, keepdims=True)
+    P_log, _ = ref.log_couplings(L, L, a, b, b, "sinkhorn", T)
+    np.testing.assert_allclose(P_log, P_plain, rtol=1e-10, atol=1e-14)
+
+
+@pytest.mark.parametrize("normalization,cost,mask_self,weighted",
+                         list(itertools.product(NORMALIZATIONS, COSTS, [False, True],
+                                                [False, True])))
+def test_matches_float64_numpy(normalization, cost, mask_self, weighted):
+  x, y_pos, _ = clouds(4, n=36, m=28, d=5)
+  rng = np.random.default_rng(5)
+  w = {}
+  if weighted:
+    w = dict(weights_x=rng.uniform(0.2, 1, 36).astype(np.float32),
+             weights_pos=rng.uniform(0.2, 1, 28).astype(np.float32),
+             weights_neg=rng.uniform(0.2, 1, 36).astype(np.float32))
+  tau = {"sqeuclidean": 2.0, "half_sqeuclidean": 1.0, "euclidean": 0.5}[cost]
+  v = drift_field(x, y_pos, x, tau, T=9, normalization=normalization, cost=cost,
+                  mask_self=mask_self, **w)
+  expected = ref.drift(x, y_pos, x, tau, 9, normalization, cost, mask_self, **w)
+  assert rel_err(v, expected) < 2e-5
+
+
+@pytest.mark.parametrize("normalization", NORMALIZATIONS)
+def test_multi_temperature_is_rms_normalized_sum(normalization):
+  x, y_pos, y_neg = clouds(6)
+  taus = [0.2, 0.5, 2.0]
+  v = drift_field(x, y_pos, y_neg, taus, T=7, normalization=normalization)
+  expected = ref.drift(x, y_pos, y_neg, taus, 7, normalization)
+  assert rel_err(v, expected) < 2e-5
+  # A single tau is not normalized; a one-element sequence is.
+  v1 = drift_field(x, y_pos, y_neg, 0.5, T=7, normalization=normalization)
+  vs = drift_field(x, y_pos, y_neg, [0.5], T=7, normalization=normalization)
+  np.testing.assert_allclose(vs, v1 / np.sqrt(np.mean(np.square(v1))), rtol=1e-5)
+
+
+@pytest.mark.parametrize("normalization", NORMALIZATIONS)
+@pytest.mark.parametrize("cost", COSTS)
+def test_p_equals_q_gives_zero_drift(normalization, cost):
+  # Paper Prop. 3.5: positives a permutation of the particles, negatives the particles.
+  x, _, _ = clouds(7, n=50, d=4)
+  y_pos = x[np.random.default_rng(8).permutation(len(x))]
+  v = drift_field(x, y_pos, x, 0.3, T=41, normalization=normalization, cost=cost)
+  assert np.max(np.abs(v)) < 1e-5
+
+
+def test_masking_breaks_p_equals_q():
+  # The baselines' self-mask is a heuristic: with it, p = q no longer gives V = 0.
+  x, _, _ = clouds(7, n=50, d=4)
+  v = drift_field(x, x, x, 0.3, normalization="one_sided", mask_self=True)
+  assert np.max(np.abs(v)) > 1e-2
+
+
+@pytest.mark.parametrize("normalization", NORMALIZATIONS)
+def test_permutation_and_translation_equivariance(normalization):
+  x, y_pos, y_neg = clouds(9)
+  rng = np.random.default_rng(10)
+  px, pp, pn = (rng.permutation(len(a)) for a in (x, y_pos, y_neg))
+  v = drift_field(x, y_pos, y_neg, 0.5, T=11, normalization=normalization)
+  v_perm = drift_field(x[px], y_pos[pp], y_neg[pn], 0.5, T=11, normalization=normalization)
+  np.testing.assert_allclose(v_perm, np.asarray(v)[px], rtol=1e-4, atol=1e-5)
+  shift = np.array([3.0, -2.0, 0.5], np.float32)
+  v_shift = drift_field(x + shift, y_pos + shift, y_neg + shift, 0.5, T=11,
+                        normalization=normalization)
+  np.testing.assert_allclose(v_shift, v, rtol=1e-3, atol=2e-4)
+
+
+@pytest.mark.parametrize("normalization", NORMALIZATIONS)
+@pytest.mark.parametrize("cost", COSTS)
+def test_tiny_tau_stays_finite_and_matches_float64(normalization, cost):
+  # tau = 1e-4 of the median cost: the kernel underflows in float32, the log domain not.
+  x, y_pos, _ = clouds(11, n=32, m=32, d=2)
+  C = ref.cost(x, y_pos, cost)
+  tau = 1e-4 * float(np.median(C))
+  v = drift_field(x, y_pos, None, tau, T=41, normalization=normalization, cost=cost)
+  assert np.all(np.isfinite(v))
+  expected = ref.drift(x, y_pos, None, tau, 41, normalization, cost)
+  # At this temperature the couplings are nearly hard assignments; a cost rounding of
+  # 1e-7 relative moves logits by ~1e-3, so allow a looser match.
+  assert rel_err(v, expected) < 1e-3
+
+
+def test_positive_part_is_a_convex_combination():
+  x, y_pos, _ = clouds(12)
+  y_neg = np.zeros((1, 3), np.float32)  # V = P_pos @ y_pos exactly
+  v = np.asarray(drift_field(x, y_pos, y_neg, 0.05, T=41))
+  lo, hi = y_pos.min(0), y_pos.max(0)
+  assert np.all(v >= lo - 1e-5) and np.all(v <= hi + 1e-5)
+
+
+def test_marginal_error_shrinks_with_T():
+  x, y_pos, y_neg = clouds(13)
+  errs = [float(drift_field_with_info(x, y_pos, y_neg, 0.5, T=T).marginal_error_pos)
+          for T in (1, 3, 11, 41, 201)]
+  assert all(b < a for a, b in zip(errs, errs[1:])), errs
+  assert errs[-1] < 1e-5
+  info = drift_field_with_info(x, y_pos, y_neg, [0.5, 1.0], T=41)
+  assert info.marginal_error_neg.shape == (2,)
+
+
+def test_jit_and_vmap_friendly():
+  xs = np.stack([clouds(s)[0] for s in range(3)])
+  _, y_pos, y_neg = clouds(0)
+  batched = jax.vmap(lambda x: drift_field(x, y_pos, y_neg, 0.5, T=7))(xs)
+  for i in range(3):
+    np.testing.assert_allclose(batched[i], drift_field(xs[i], y_pos, y_neg, 0.5, T=7),
+                               rtol=1e-5, atol=1e-6)
+  # tau traced inside a caller's jit: one compilation serves every temperature.
+  f = jax.jit(lambda x, tau: drift_field(x, y_pos, y_neg, tau, T=7))
+  np.testing.assert_allclose(f(xs[0], 0.3), drift_field(xs[0], y_pos, y_neg, 0.3, T=7),
+                             rtol=1e-5, atol=1e-6)
+  taus = jnp.array([0.3, 0.6])
+  per_tau = jax.vmap(lambda t: drift_field(xs[0], y_pos, y_neg, t, T=7))(taus)
+  np.testing.assert_allclose(per_tau[1], drift_field(xs[0], y_pos, y_neg, 0.6, T=7),
+                             rtol=1e-5, atol=1e-6)
+
+
+def test_float64_inputs_keep_float64():
+  with jax.enable_x64(True):
+    x, y_pos, y_neg = (c.astype(np.float64) for c in clouds(14))
+    v = drift_field(x, y_pos, y_neg, 0.5, T=21)
+    assert v.dtype == jnp.float64
+    assert rel_err(v, ref.drift(x, y_pos, y_neg, 0.5, 21)) < 1e-12

@@ -1,0 +1,77 @@
+"""Sinkhorn scaling, its marginals, ott-jax cross-checks and paper Prop. 3.1."""
+import warnings
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import numpy_reference as ref
+from conftest import clouds
+from sdrift_jax import drift_field, sinkhorn, sinkhorn_divergence
+from sdrift_jax.ott_reference import ott_drift_field
+
+with warnings.catch_warnings():
+  warnings.simplefilter("ignore", DeprecationWarning)
+  from ott.tools.sinkhorn_divergence import sinkdiv
+
+
+def test_marginals_converge_as_T_grows():
+  x, y, _ = clouds(20, n=40, m=30)
+  rows, cols = [], []
+  for T in (1, 2, 5, 21, 101, 401):
+    out = sinkhorn(x, y, 0.5, T=T)
+    rows.append(float(out.row_error))
+    cols.append(float(out.col_error))
+  # Odd T ends with a row step (rows exact), even T with a column step.
+  assert rows[0] < 1e-6 and cols[1] < 1e-6
+  odd_cols = [cols[i] for i in (0, 2, 3, 4, 5)]
+  assert all(b < a for a, b in zip(odd_cols, odd_cols[1:])), odd_cols
+  assert max(rows[-1], cols[-1]) < 1e-5
+
+
+def test_plan_matches_eq_11_and_weights():
+  x, y, _ = clouds(21, n=20, m=15)
+  rng = np.random.default_rng(0)
+  a, b = rng.uniform(0.1, 1, 20), rng.uniform(0.1, 1, 15)
+  out = sinkhorn(x, y, 0.7, T=6, a=a.astype(np.float32), b=b.astype(np.float32))
+  K = np.exp(-ref.cost(x, y, "sqeuclidean") / 0.7)
+  expected = ref.plain_sinkhorn_plan(K, a / a.sum(), b / b.sum(), 6)
+  np.testing.assert_allclose(out.plan, expected, rtol=1e-4, atol=1e-7)
+
+
+@pytest.mark.parametrize("T", [1, 3, 11, 31])
+@pytest.mark.parametrize("d", [2, 64])
+def test_matches_ott_jax_at_equal_half_iterations(T, d):
+  x, y_pos, y_neg = clouds(22 + d, n=48, m=40, d=d)
+  tau = 0.5 * d
+  v = drift_field(x, y_pos, y_neg, tau, T=T)
+  v_ott = ott_drift_field(x, y_pos, y_neg, tau, T)
+  assert np.linalg.norm(v - v_ott) / np.linalg.norm(v_ott) < 1e-5
+
+
+@pytest.mark.parametrize("seed,n,d,tau", [(0, 30, 2, 0.5), (1, 40, 5, 1.0), (2, 25, 10, 2.0),
+                                          (3, 50, 3, 0.3)])
+def test_prop_3_1_drift_is_sinkhorn_divergence_gradient(seed, n, d, tau):
+  # At convergence, cost |x - y|^2, epsilon = tau, y_neg = x:
+  # V = -(N / 2) grad_x S_tau(x, y).
+  rng = np.random.default_rng(seed)
+  x = rng.normal(size=(n, d)).astype(np.float32)
+  y = (0.8 * rng.normal(size=(n + 5, d)) + 0.3).astype(np.float32)
+  solve = dict(threshold=1e-7, max_iterations=20000)
+  grad = jax.grad(lambda x: sinkdiv(x, y, epsilon=tau, solve_kwargs=solve)[0])(x)
+  target = -(n / 2) * np.asarray(grad)
+  v = drift_field(x, y, x, tau, T=4001)
+  assert np.linalg.norm(v - target) / np.linalg.norm(target) < 1e-4
+  # The half-squared cost has factor N instead.
+  v_half = drift_field(x, y, x, tau / 2, T=4001, cost="half_sqeuclidean")
+  np.testing.assert_allclose(v_half, v, rtol=1e-4, atol=1e-5)
+
+
+def test_divergence_matches_ott_and_vanishes_at_p_equals_q():
+  x, y, _ = clouds(30, n=35, m=28, d=3)
+  ours = float(sinkhorn_divergence(x, y, 0.6, T=2001))
+  theirs = float(sinkdiv(x, y, epsilon=0.6, solve_kwargs=dict(threshold=1e-7))[0])
+  assert abs(ours - theirs) < 1e-5 * max(1.0, abs(theirs))
+  assert abs(float(sinkhorn_divergence(x, x[::-1], 0.6, T=2001))) < 1e-5
+  assert ours > 0
