@@ -1,0 +1,60 @@
+"""Runs an experiment from a config file.
+
+    python -m experiments.run --config=configs/toy.py[:variant] [--workdir=DIR]
+    python -m experiments.run --config=configs/toy.py --config.drift.tau=0.05
+
+The workdir defaults to ``workdirs/<config name>[_<variant>]``; running again with the
+same workdir resumes from its last checkpoint.
+"""
+import logging
+import os
+import re
+import sys
+
+from absl import app, flags
+from ml_collections import config_flags
+
+config_flags.DEFINE_config_file("config", None, "Config file (configs/*.py[:variant]).",
+                                lock_config=True)
+flags.DEFINE_string("workdir", None, "Output directory (default: workdirs/<config>).")
+flags.mark_flags_as_required(["config"])
+FLAGS = flags.FLAGS
+
+
+def default_workdir(config_arg: str) -> str:
+  path, _, variant = config_arg.partition(":")
+  name = os.path.splitext(os.path.basename(path))[0]
+  if variant:
+    name += "_" + re.sub(r"[^A-Za-z0-9.=-]+", "_", variant)
+  return os.path.join("workdirs", name)
+
+
+def _config_argument(argv) -> str:
+  """The raw ``--config`` value, variant included (``configs/toy.py:smoke``)."""
+  for i, a in enumerate(argv):
+    if a.startswith("--config="):
+      return a.split("=", 1)[1]
+    if a == "--config" and i + 1 < len(argv):
+      return argv[i + 1]
+  return config_flags.get_config_filename(FLAGS["config"])
+
+
+def main(argv):
+  del argv
+  # Our progress at INFO; libraries (orbax logs every save) at WARNING.
+  logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(message)s",
+                      datefmt="%H:%M:%S", stream=sys.stderr, force=True)
+  logging.getLogger("sdrift_jax").setLevel(logging.INFO)
+  from sdrift_jax import runner, train
+  config_arg = _config_argument(sys.argv)
+  workdir = FLAGS.workdir or default_workdir(config_arg)
+  try:
+    runner.run(FLAGS.config, workdir)
+  except train.NonFiniteLossError as e:
+    logging.getLogger("sdrift_jax").error("%s", e)
+    sys.exit(1)
+  print(f"outputs in {os.path.abspath(workdir)}")
+
+
+if __name__ == "__main__":
+  app.run(main)

@@ -1,0 +1,69 @@
+"""Helpers for config files: variant strings and typed overrides.
+
+A config file's ``get_config(arg)`` receives what follows the colon in
+``--config=configs/toy.py:smoke,tau=0.05``; :func:`parse_variant` splits it into flags
+(``{'smoke'}``) and assignments (``{'tau': '0.05'}``), and :func:`set_typed` writes an
+assignment into a ConfigDict with the type of the field it replaces.
+"""
+from __future__ import annotations
+
+import ast
+from typing import Any
+
+import ml_collections
+
+
+def parse_variant(arg: str | None) -> tuple[set[str], dict[str, str]]:
+  """``'smoke,tau=0.1'`` -> ``({'smoke'}, {'tau': '0.1'})``."""
+  flags, assignments = set(), {}
+  for part in (arg or "").split(","):
+    part = part.strip()
+    if not part:
+      continue
+    if "=" in part:
+      key, value = part.split("=", 1)
+      assignments[key.strip()] = value.strip()
+    else:
+      flags.add(part)
+  return flags, assignments
+
+
+def _convert(value: str, like: Any) -> Any:
+  if isinstance(like, bool):
+    if value.lower() in ("1", "true", "yes"):
+      return True
+    if value.lower() in ("0", "false", "no"):
+      return False
+    raise ValueError(f"expected a bool, got {value!r}")
+  if isinstance(like, (int, float)) and not isinstance(like, bool):
+    parsed = ast.literal_eval(value)
+    return type(like)(parsed) if not isinstance(parsed, (list, tuple)) else parsed
+  if isinstance(like, (list, tuple)):
+    return tuple(ast.literal_eval(value)) if value.startswith(("(", "[")) else (value,)
+  return value
+
+
+def set_typed(config: ml_collections.ConfigDict, dotted: str, value: str) -> None:
+  """Sets ``config.<dotted>`` from a string, converted to the existing field's type."""
+  node = config
+  *parents, leaf = dotted.split(".")
+  for name in parents:
+    if name not in node:
+      raise KeyError(f"unknown config key {dotted!r} (no field {name!r})")
+    node = node[name]
+  if leaf not in node:
+    raise KeyError(f"unknown config key {dotted!r}; fields here: {sorted(node.keys())}")
+  node[leaf] = _convert(value, node[leaf])
+
+
+def apply_assignments(config, assignments: dict[str, str], aliases: dict[str, str]) -> None:
+  """Applies ``key=value`` assignments, resolving short ``aliases`` to dotted keys."""
+  for key, value in assignments.items():
+    set_typed(config, aliases.get(key, key), value)
+
+
+def check_unknown_flags(flags: set[str], known: set[str], config_name: str) -> None:
+  unknown = flags - known
+  if unknown:
+    raise ValueError(f"unknown variant(s) {sorted(unknown)} for {config_name}; "
+                     f"known: {sorted(known)} or key=value")

@@ -1,0 +1,96 @@
+"""Flax NNX generators (and, for MNIST, the autoencoder and classifier live in
+``sdrift_jax.mnist``).
+
+Models are built in NNX and trained functionally: ``nnx.split`` gives a static graph
+definition and a pytree of parameters, so a train step is a pure function of arrays that
+``jax.jit``, ``jax.vmap`` (seeds trained together) and sharding handle directly.
+"""
+from __future__ import annotations
+
+from typing import Optional
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+ACTIVATIONS = {"relu": jax.nn.relu, "silu": jax.nn.silu, "gelu": jax.nn.gelu}
+
+
+def _activation(name: str):
+  if name not in ACTIVATIONS:
+    raise ValueError(f"unknown activation {name!r}: expected one of {tuple(ACTIVATIONS)}")
+  return ACTIVATIONS[name]
+
+
+class MLPGenerator(nnx.Module):
+  """``depth`` x (Linear(hidden) + activation), then Linear(out_dim).
+
+  With ``num_classes`` set, a learned class embedding of size ``embed_dim`` is
+  concatenated to the noise (the class-conditional generators of Sec. 5.3 and 5.4).
+  """
+
+  def __init__(self, noise_dim: int, out_dim: int, *, hidden: int = 256, depth: int = 3,
+               activation: str = "relu", num_classes: Optional[int] = None,
+               embed_dim: int = 32, rngs: nnx.Rngs):
+    self.act = _activation(activation)
+    self.embed = (nnx.Embed(num_classes, embed_dim, rngs=rngs) if num_classes else None)
+    width = noise_dim + (embed_dim if num_classes else 0)
+    layers = []
+    for _ in range(depth):
+      layers.append(nnx.Linear(width, hidden, rngs=rngs))
+      width = hidden
+    self.hidden = nnx.List(layers)
+    self.out = nnx.Linear(width, out_dim, rngs=rngs)
+
+  def __call__(self, eps: jax.Array, labels: Optional[jax.Array] = None) -> jax.Array:
+    """Maps noise ``[B, noise_dim]`` (and labels ``[B]``) to samples ``[B, out_dim]``."""
+    h = eps
+    if self.embed is not None:
+      if labels is None:
+        raise ValueError("this generator is class-conditional: pass labels")
+      h = jnp.concatenate([h, self.embed(labels)], axis=-1)
+    for layer in self.hidden:
+      h = self.act(layer(h))
+    return self.out(h)
+
+
+class ResidualMLPGenerator(nnx.Module):
+  """Input Linear(hidden), ``blocks`` residual blocks ``h + W2 act(W1 act(h))``, output
+  Linear(out_dim): the reference code's toy generator (hidden 256, 6 blocks)."""
+
+  def __init__(self, noise_dim: int, out_dim: int, *, hidden: int = 256, blocks: int = 6,
+               activation: str = "silu", rngs: nnx.Rngs):
+    self.act = _activation(activation)
+    self.inp = nnx.Linear(noise_dim, hidden, rngs=rngs)
+    self.w1 = nnx.List([nnx.Linear(hidden, hidden, rngs=rngs) for _ in range(blocks)])
+    self.w2 = nnx.List([nnx.Linear(hidden, hidden, rngs=rngs) for _ in range(blocks)])
+    self.out = nnx.Linear(hidden, out_dim, rngs=rngs)
+
+  def __call__(self, eps: jax.Array, labels: Optional[jax.Array] = None) -> jax.Array:
+    h = self.inp(eps)
+    for w1, w2 in zip(self.w1, self.w2):
+      h = h + w2(self.act(w1(self.act(h))))
+    return self.out(self.act(h))
+
+
+GENERATORS = ("mlp", "resmlp")
+
+
+def make_generator(model_config, out_dim: int, key: jax.Array,
+                   num_classes: Optional[int] = None) -> nnx.Module:
+  """Builds a generator from a config with fields ``kind``, ``noise_dim``, ``hidden``,
+  ``depth`` (mlp) or ``blocks`` (resmlp), ``activation`` and ``embed_dim``."""
+  rngs = nnx.Rngs(params=key)
+  kind = model_config.kind
+  if kind == "mlp":
+    return MLPGenerator(model_config.noise_dim, out_dim, hidden=model_config.hidden,
+                        depth=model_config.depth, activation=model_config.activation,
+                        num_classes=num_classes, embed_dim=model_config.get("embed_dim", 32),
+                        rngs=rngs)
+  if kind == "resmlp":
+    if num_classes:
+      raise ValueError("model.kind='resmlp' is unconditional; use 'mlp' for class labels")
+    return ResidualMLPGenerator(model_config.noise_dim, out_dim, hidden=model_config.hidden,
+                                blocks=model_config.blocks,
+                                activation=model_config.activation, rngs=rngs)
+  raise ValueError(f"unknown model.kind {kind!r}: expected one of {GENERATORS}")
