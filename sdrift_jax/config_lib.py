@@ -16,7 +16,7 @@ import ml_collections
 def parse_variant(arg: str | None) -> tuple[set[str], dict[str, str]]:
   """``'smoke,tau=0.1'`` -> ``({'smoke'}, {'tau': '0.1'})``."""
   flags, assignments = set(), {}
-  for part in (arg or "").split(","):
+  for part in _split_top_level(arg or ""):
     part = part.strip()
     if not part:
       continue
@@ -26,6 +26,30 @@ def parse_variant(arg: str | None) -> tuple[set[str], dict[str, str]]:
     else:
       flags.add(part)
   return flags, assignments
+
+
+def _split_top_level(text: str) -> list[str]:
+  """Splits on commas outside brackets: ``a=(1,2),b`` -> ``['a=(1,2)', 'b']``."""
+  parts, depth, current = [], 0, []
+  for ch in text:
+    if ch in "([{":
+      depth += 1
+    elif ch in ")]}":
+      depth -= 1
+    if ch == "," and depth == 0:
+      parts.append("".join(current))
+      current = []
+    else:
+      current.append(ch)
+  parts.append("".join(current))
+  return parts
+
+
+def _literal(value: str) -> Any:
+  try:
+    return ast.literal_eval(value)
+  except (ValueError, SyntaxError):
+    return value
 
 
 def _convert(value: str, like: Any) -> Any:
@@ -39,7 +63,8 @@ def _convert(value: str, like: Any) -> Any:
     parsed = ast.literal_eval(value)
     return type(like)(parsed) if not isinstance(parsed, (list, tuple)) else parsed
   if isinstance(like, (list, tuple)):
-    return tuple(ast.literal_eval(value)) if value.startswith(("(", "[")) else (value,)
+    parsed = _literal(value)
+    return tuple(parsed) if isinstance(parsed, (list, tuple)) else (parsed,)
   return value
 
 

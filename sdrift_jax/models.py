@@ -94,3 +94,54 @@ def make_generator(model_config, out_dim: int, key: jax.Array,
                                 blocks=model_config.blocks,
                                 activation=model_config.activation, rngs=rngs)
   raise ValueError(f"unknown model.kind {kind!r}: expected one of {GENERATORS}")
+
+
+class ConvAutoencoder(nnx.Module):
+  """MNIST autoencoder of Sec. 5.3: conv 1-32-64 (stride 2), FC 3136-128-latent, mirrored
+  decoder with a sigmoid output. Images are ``[B, 28, 28, 1]`` in [0, 1]."""
+
+  def __init__(self, latent_dim: int = 6, *, rngs: nnx.Rngs):
+    conv = dict(kernel_size=(3, 3), strides=(2, 2), padding="SAME", rngs=rngs)
+    self.enc1 = nnx.Conv(1, 32, **conv)
+    self.enc2 = nnx.Conv(32, 64, **conv)
+    self.enc3 = nnx.Linear(7 * 7 * 64, 128, rngs=rngs)
+    self.enc4 = nnx.Linear(128, latent_dim, rngs=rngs)
+    self.dec1 = nnx.Linear(latent_dim, 128, rngs=rngs)
+    self.dec2 = nnx.Linear(128, 7 * 7 * 64, rngs=rngs)
+    self.dec3 = nnx.ConvTranspose(64, 32, **conv)
+    self.dec4 = nnx.ConvTranspose(32, 1, **conv)
+
+  def encode(self, images: jax.Array) -> jax.Array:
+    h = jax.nn.relu(self.enc1(images))
+    h = jax.nn.relu(self.enc2(h))
+    h = jax.nn.relu(self.enc3(h.reshape(h.shape[0], -1)))
+    return self.enc4(h)
+
+  def decode_logits(self, z: jax.Array) -> jax.Array:
+    h = jax.nn.relu(self.dec1(z))
+    h = jax.nn.relu(self.dec2(h)).reshape(z.shape[0], 7, 7, 64)
+    h = jax.nn.relu(self.dec3(h))
+    return self.dec4(h)
+
+  def decode(self, z: jax.Array) -> jax.Array:
+    return jax.nn.sigmoid(self.decode_logits(z))
+
+  def __call__(self, images: jax.Array) -> jax.Array:
+    return self.decode_logits(self.encode(images))
+
+
+class SmallCNN(nnx.Module):
+  """Digit classifier for the class-accuracy metric: two conv + pool, FC 128, 10 logits."""
+
+  def __init__(self, num_classes: int = 10, *, rngs: nnx.Rngs):
+    self.conv1 = nnx.Conv(1, 32, kernel_size=(3, 3), padding="SAME", rngs=rngs)
+    self.conv2 = nnx.Conv(32, 64, kernel_size=(3, 3), padding="SAME", rngs=rngs)
+    self.fc1 = nnx.Linear(7 * 7 * 64, 128, rngs=rngs)
+    self.fc2 = nnx.Linear(128, num_classes, rngs=rngs)
+
+  def __call__(self, images: jax.Array) -> jax.Array:
+    pool = lambda h: nnx.max_pool(h, window_shape=(2, 2), strides=(2, 2))
+    h = pool(jax.nn.relu(self.conv1(images)))
+    h = pool(jax.nn.relu(self.conv2(h)))
+    h = jax.nn.relu(self.fc1(h.reshape(h.shape[0], -1)))
+    return self.fc2(h)

@@ -120,3 +120,9 @@ def w2_curves(curves: dict, path: str, title: str = ""):
   fig.tight_layout()
   fig.savefig(path, dpi=110)
   plt.close(fig)
+
+
+def save_image(array: np.ndarray, path: str):
+  """Saves a 2-D array in [0, 1] as a grayscale PNG."""
+  plt = _plt()
+  plt.imsave(path, np.clip(array, 0, 1), cmap="gray", vmin=0, vmax=1)

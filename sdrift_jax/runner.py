@@ -1,7 +1,7 @@
 """``run(config, workdir)``: the experiment named by ``config.experiment``."""
 from __future__ import annotations
 
-EXPERIMENTS = ("particles", "toy")
+EXPERIMENTS = ("particles", "toy", "mnist")
 
 
 def run(config, workdir: str):
@@ -15,4 +15,7 @@ def run(config, workdir: str):
     if config.sweep.enabled:
       return toy.run_sweep(config, workdir)
     return toy.run_toy(config, workdir)
+  if kind == "mnist":
+    from sdrift_jax import mnist
+    return mnist.run_mnist(config, workdir)
   raise ValueError(f"unknown config.experiment {kind!r}: expected one of {EXPERIMENTS}")

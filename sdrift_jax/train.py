@@ -98,16 +98,34 @@ def make_optimizer(optim_config, total_steps: int) -> optax.GradientTransformati
 class Problem:
   """What a generator is trained to match.
 
+  Unconditional problems have one group; class-conditional ones have ``num_classes``
+  groups, and every train step draws ``batch_size`` generated and positive samples per
+  class and computes the drift within each class (vmapped over classes).
+
   Attributes:
     dim: data dimension.
-    sample_positives: ``(key, n) -> [n, dim]`` draws data samples for a train step.
-    eval_data: array ``[M, dim]`` of held-out samples for W2^2.
+    sample_positives: ``(key, n) -> [n, dim]`` (unconditional) or ``[C, n, dim]``
+      (conditional): data samples for one train step.
+    eval_data: held-out samples for W2^2: an array ``[M, dim]``, or a tuple of ``C``
+      arrays ``[M_c, dim]``.
     name: label for logs and figures.
+    num_classes: ``None`` for unconditional generators.
+    extra_eval: optional ``samples [S, G, n, dim] -> {name: [S] values}`` run at each
+      evaluation (class accuracy for MNIST, say).
   """
   dim: int
   sample_positives: Callable[[jax.Array, int], jax.Array]
-  eval_data: np.ndarray
+  eval_data: Any
   name: str = "data"
+  num_classes: Optional[int] = None
+  extra_eval: Optional[Callable[[np.ndarray], dict]] = None
+
+  @property
+  def groups(self) -> int:
+    return self.num_classes or 1
+
+  def eval_sets(self) -> list:
+    return list(self.eval_data) if self.num_classes else [self.eval_data]
 
 
 class Trainer:
@@ -139,19 +157,27 @@ class Trainer:
     params, opt_state = jax.jit(jax.vmap(one))(self.seed_keys())
     return TrainState(params, opt_state, jnp.zeros((), jnp.int32))
 
-  def generate(self, params, eps):
-    return nnx.merge(self.graphdef, params)(eps)
+  def generate(self, params, eps, labels=None):
+    return nnx.merge(self.graphdef, params)(eps, labels)
+
+  def generate_groups(self, params, eps):
+    """``eps [G, n, noise] -> [G, n, dim]``, group ``g`` generated with label ``g``."""
+    G, n, _ = eps.shape
+    labels = (jnp.repeat(jnp.arange(G), n) if self.problem.num_classes else None)
+    x = self.generate(params, eps.reshape(G * n, -1), labels)
+    return x.reshape(G, n, -1)
 
   def _step(self, params, opt_state, key):
     k_eps, k_pos = jax.random.split(key)
-    eps = jax.random.normal(k_eps, (self.batch, self.noise_dim))
-    y_pos = self.problem.sample_positives(k_pos, self.batch)
+    G = self.problem.groups
+    eps = jax.random.normal(k_eps, (G, self.batch, self.noise_dim))
+    y_pos = self.problem.sample_positives(k_pos, self.batch).reshape(G, -1, self.problem.dim)
+    drift = jax.vmap(lambda x, y: drift_lib.drift_field(x, y, x, **self.drift_kw))
 
     def loss_fn(p):
-      x = self.generate(p, eps)
-      xs = jax.lax.stop_gradient(x)
-      V = drift_lib.drift_field(xs, y_pos, xs, **self.drift_kw)
-      return drift_loss(x, V), V
+      x = self.generate_groups(p, eps)
+      V = drift(jax.lax.stop_gradient(x), y_pos)
+      return drift_loss(x.reshape(-1, self.problem.dim), V.reshape(-1, self.problem.dim)), V
 
     (loss, V), grads = jax.value_and_grad(loss_fn, has_aux=True)(params)
     updates, opt_state = self.tx.update(grads, opt_state, params)
@@ -176,16 +202,35 @@ class Trainer:
     return jax.jit(chunk, donate_argnums=0)
 
   def make_sampler(self):
-    """Jitted ``(params [S], eps [n, noise]) -> samples [S, n, dim]``."""
-    return jax.jit(jax.vmap(self.generate, in_axes=(0, None)))
+    """Jitted ``(params [S], eps [G, n, noise]) -> samples [S, G, n, dim]``."""
+    return jax.jit(jax.vmap(self.generate_groups, in_axes=(0, None)))
 
   def make_diagnostics(self):
-    """Jitted per-seed marginal errors of the drift's couplings on an eval batch."""
+    """Jitted ``(x [S, G, n, dim], y [G, n, dim]) -> [S, 2]``: the largest marginal error
+    over groups of the positive and negative couplings."""
     def one(x, y):
       info = drift_lib.drift_field_with_info(x, y, x, **self.drift_kw)
-      return jnp.stack([jnp.max(jnp.atleast_1d(info.marginal_error_pos)),
-                        jnp.max(jnp.atleast_1d(info.marginal_error_neg))])
-    return jax.jit(jax.vmap(one, in_axes=(0, None)))
+      return jnp.stack([jnp.max(info.marginal_error_pos), jnp.max(info.marginal_error_neg)])
+    per_group = jax.vmap(one)
+    return jax.jit(jax.vmap(lambda x, y: jnp.max(per_group(x, y), axis=0), in_axes=(0, None)))
+
+  def evaluate(self, params, eval_eps, sampler, diagnostics) -> tuple[dict, np.ndarray]:
+    """W2^2 per seed (averaged over classes), marginal errors, and the problem's extras."""
+    samples = np.asarray(sampler(params, eval_eps))  # [S, G, n, dim]
+    sets = self.problem.eval_sets()
+    w2 = [[metrics_lib.w2_squared(seed[g], sets[g]) for g in range(len(sets))]
+          for seed in samples]
+    record = dict(w2=np.mean(w2, axis=1).tolist())
+    if self.problem.num_classes:
+      record["w2_per_class"] = w2
+    m = min(self.batch, min(len(e) for e in sets), samples.shape[2])
+    y = jnp.asarray(np.stack([e[:m] for e in sets]))
+    errs = np.asarray(diagnostics(jnp.asarray(samples[:, :, :m]), y))
+    record["marginal_error_pos"] = errs[:, 0].tolist()
+    record["marginal_error_neg"] = errs[:, 1].tolist()
+    if self.problem.extra_eval is not None:
+      record.update(self.problem.extra_eval(samples))
+    return record, samples
 
 
 class MetricWriter:
@@ -292,9 +337,7 @@ def train_generator(config: ml_collections.ConfigDict, workdir: str, problem: Pr
   seed_keys = trainer.seed_keys()
   eval_key = jax.random.fold_in(trainer.base_key, 2**31 - 1)
   n_eval = int(config.eval.num_samples)
-  eval_eps = jax.random.normal(eval_key, (n_eval, trainer.noise_dim))
-  eval_data = np.asarray(problem.eval_data)
-  diag_data = jnp.asarray(eval_data[: trainer.batch])
+  eval_eps = jax.random.normal(eval_key, (problem.groups, n_eval, trainer.noise_dim))
 
   last_eval: dict = {}
   step = start
@@ -315,19 +358,18 @@ def train_generator(config: ml_collections.ConfigDict, workdir: str, problem: Pr
                   drift_rms=np.asarray(ms["drift_rms"])[:, -1].tolist(),
                   steps_per_s=every / (now - t_last))
     if step % int(cfg.eval_every) == 0 or step == steps:
-      samples = np.asarray(sampler(state.params, eval_eps))
-      record["w2"] = [metrics_lib.w2_squared(s, eval_data) for s in samples]
-      errs = np.asarray(diagnostics(jnp.asarray(samples[:, : trainer.batch]), diag_data))
-      record["marginal_error_pos"] = errs[:, 0].tolist()
-      record["marginal_error_neg"] = errs[:, 1].tolist()
+      evaluation, _ = trainer.evaluate(state.params, eval_eps, sampler, diagnostics)
+      record.update(evaluation)
       last_eval = record
     writer.write(record)
     if step % int(cfg.checkpoint_every) == 0 or step == steps:
       ckpt.save(step, state)
-    w2 = f"  W2^2 {np.mean(record['w2']):.4f}" if "w2" in record else ""
+    extra = "".join(f"  {k} {np.mean(record[k]):.4f}" for k in ("w2", "accuracy") if k in record)
     log.info("%s step %d/%d  %.1f steps/s  loss %.3e%s", problem.name, step, steps,
-             record["steps_per_s"], float(np.mean(record["loss"])), w2)
+             record["steps_per_s"], float(np.mean(record["loss"])), extra)
     t_last = time.perf_counter()
   ckpt.close()
   samples = np.asarray(sampler(state.params, eval_eps))
+  if not problem.num_classes:
+    samples = samples[:, 0]
   return dict(last_eval=last_eval, samples=samples, state=state, trainer=trainer)

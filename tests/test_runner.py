@@ -189,3 +189,9 @@ def test_resume_after_kill_gives_the_same_parameters(tmp_path):
     np.testing.assert_array_equal(a, b)
   steps_logged = [json.loads(l)["step"] for l in open(killed / "metrics.jsonl")]
   assert steps_logged == sorted(set(steps_logged)) and steps_logged[-1] == steps
+
+
+def test_variant_strings_with_tuples():
+  c = load("toy.py", "smoke,sweep.taus=(0.01,0.05),sweep.targets=moons,lr=0.001")
+  assert c.sweep.taus == (0.01, 0.05) and c.sweep.targets == ("moons",)
+  assert c.optim.learning_rate == 0.001
