@@ -54,23 +54,53 @@ class MLPGenerator(nnx.Module):
     return self.out(h)
 
 
+def _torch_like_linear(fan_in: int, fan_out: int, rngs: nnx.Rngs) -> nnx.Linear:
+  """Linear layer initialized like PyTorch's default: weights and biases uniform in
+  ``+-1 / sqrt(fan_in)`` (a third of the variance of Flax's default lecun-normal)."""
+  bound = 1.0 / float(fan_in) ** 0.5
+  init = lambda key, shape, dtype=jnp.float32: jax.random.uniform(key, shape, dtype, -bound, bound)
+  return nnx.Linear(fan_in, fan_out, kernel_init=init, bias_init=init, rngs=rngs)
+
+
 class ResidualMLPGenerator(nnx.Module):
-  """Input Linear(hidden), ``blocks`` residual blocks ``h + W2 act(W1 act(h))``, output
-  Linear(out_dim): the reference code's toy generator (hidden 256, 6 blocks)."""
+  """The reference code's toy generator, written for NNX.
+
+  ``Linear(noise -> hidden)``, LayerNorm, SiLU; then ``blocks`` residual blocks
+  ``h + LN(W2 act(LN(W1 h)))`` with ``W1: hidden -> expansion * hidden``; then
+  ``Linear(hidden -> out_dim)``. ``layer_norm=False`` drops the LayerNorms; ``init='torch'``
+  (default) initializes like PyTorch so that the initial output spread, which decides
+  whether a baseline drift collapses, matches the reference runs.
+  """
 
   def __init__(self, noise_dim: int, out_dim: int, *, hidden: int = 256, blocks: int = 6,
-               activation: str = "silu", rngs: nnx.Rngs):
+               expansion: int = 2, layer_norm: bool = True, activation: str = "silu",
+               init: str = "torch", rngs: nnx.Rngs):
     self.act = _activation(activation)
-    self.inp = nnx.Linear(noise_dim, hidden, rngs=rngs)
-    self.w1 = nnx.List([nnx.Linear(hidden, hidden, rngs=rngs) for _ in range(blocks)])
-    self.w2 = nnx.List([nnx.Linear(hidden, hidden, rngs=rngs) for _ in range(blocks)])
-    self.out = nnx.Linear(hidden, out_dim, rngs=rngs)
+    if init == "torch":
+      linear = lambda i, o: _torch_like_linear(i, o, rngs)
+    elif init == "flax":
+      linear = lambda i, o: nnx.Linear(i, o, rngs=rngs)
+    else:
+      raise ValueError(f"unknown model.init {init!r}: expected 'torch' or 'flax'")
+    norm = ((lambda n: nnx.LayerNorm(n, rngs=rngs)) if layer_norm
+            else (lambda n: None))
+    wide = expansion * hidden
+    self.inp = linear(noise_dim, hidden)
+    self.inp_norm = norm(hidden)
+    self.w1 = nnx.List([linear(hidden, wide) for _ in range(blocks)])
+    self.n1 = nnx.List([norm(wide) for _ in range(blocks)]) if layer_norm else None
+    self.w2 = nnx.List([linear(wide, hidden) for _ in range(blocks)])
+    self.n2 = nnx.List([norm(hidden) for _ in range(blocks)]) if layer_norm else None
+    self.out = linear(hidden, out_dim)
 
   def __call__(self, eps: jax.Array, labels: Optional[jax.Array] = None) -> jax.Array:
+    ln = lambda norms, i, h: norms[i](h) if norms is not None else h
     h = self.inp(eps)
-    for w1, w2 in zip(self.w1, self.w2):
-      h = h + w2(self.act(w1(self.act(h))))
-    return self.out(self.act(h))
+    h = self.act(self.inp_norm(h) if self.inp_norm is not None else h)
+    for i in range(len(self.w1)):
+      r = self.act(ln(self.n1, i, self.w1[i](h)))
+      h = h + ln(self.n2, i, self.w2[i](r))
+    return self.out(h)
 
 
 GENERATORS = ("mlp", "resmlp")
@@ -79,7 +109,8 @@ GENERATORS = ("mlp", "resmlp")
 def make_generator(model_config, out_dim: int, key: jax.Array,
                    num_classes: Optional[int] = None) -> nnx.Module:
   """Builds a generator from a config with fields ``kind``, ``noise_dim``, ``hidden``,
-  ``depth`` (mlp) or ``blocks`` (resmlp), ``activation`` and ``embed_dim``."""
+  ``depth`` (mlp) or ``blocks``, ``expansion``, ``layer_norm``, ``init`` (resmlp),
+  ``activation`` and ``embed_dim``."""
   rngs = nnx.Rngs(params=key)
   kind = model_config.kind
   if kind == "mlp":
@@ -92,7 +123,10 @@ def make_generator(model_config, out_dim: int, key: jax.Array,
       raise ValueError("model.kind='resmlp' is unconditional; use 'mlp' for class labels")
     return ResidualMLPGenerator(model_config.noise_dim, out_dim, hidden=model_config.hidden,
                                 blocks=model_config.blocks,
-                                activation=model_config.activation, rngs=rngs)
+                                expansion=model_config.get("expansion", 2),
+                                layer_norm=model_config.get("layer_norm", True),
+                                activation=model_config.activation,
+                                init=model_config.get("init", "torch"), rngs=rngs)
   raise ValueError(f"unknown model.kind {kind!r}: expected one of {GENERATORS}")
 
 

@@ -76,6 +76,8 @@ def _setting_config(config, target, cost, tau, normalization):
   sub.drift.cost = cost
   sub.drift.tau = tau
   sub.drift.normalization = normalization
+  # drift.mask_self applies to the baselines only: the Sinkhorn drift is never masked.
+  sub.drift.mask_self = bool(config.drift.mask_self) and normalization != "sinkhorn"
   sub.sweep.enabled = False
   return sub
 
