@@ -8,6 +8,7 @@ table in the layout of Tables 1 and 3 and a 10 x 8 grid of decoded samples per r
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import itertools
 import json
@@ -40,7 +41,12 @@ def to_float(images: np.ndarray) -> jax.Array:
 
 def fit(model: nnx.Module, loss_fn, inputs, targets, *, epochs: int, batch_size: int,
         learning_rate: float, key: jax.Array, name: str):
-  """Trains ``model`` with Adam on ``loss_fn(model, x, y)``; one jitted scan per epoch."""
+  """Trains ``model`` with Adam on ``loss_fn(model, x, y)``.
+
+  One jitted step per batch, driven from Python: on XLA's CPU backend these convolutions
+  ran 14 times slower inside ``lax.scan`` than as a jitted step (3.6 s against 262 ms per
+  batch of 256), while the dispatch cost of a Python loop is negligible at this size.
+  """
   graphdef, params = nnx.split(model)
   tx = optax.adam(learning_rate)
   opt_state = tx.init(params)
@@ -49,27 +55,23 @@ def fit(model: nnx.Module, loss_fn, inputs, targets, *, epochs: int, batch_size:
   if per_epoch < 1:
     raise ValueError(f"{name}: {n} training images, fewer than one batch of {batch_size}")
 
-  @jax.jit
-  def epoch(params, opt_state, key, inputs, targets):
-    order = jax.random.permutation(key, n)[: per_epoch * batch_size].reshape(per_epoch, -1)
-
-    def body(carry, idx):
-      p, o = carry
-      loss, grads = jax.value_and_grad(
-          lambda p: loss_fn(nnx.merge(graphdef, p), inputs[idx], targets[idx]))(p)
-      updates, o = tx.update(grads, o, p)
-      return (optax.apply_updates(p, updates), o), loss
-
-    (params, opt_state), losses = jax.lax.scan(body, (params, opt_state), order)
-    return params, opt_state, jnp.mean(losses)
+  @functools.partial(jax.jit, donate_argnums=(0, 1))
+  def step(params, opt_state, x, y):
+    loss, grads = jax.value_and_grad(lambda p: loss_fn(nnx.merge(graphdef, p), x, y))(params)
+    updates, opt_state = tx.update(grads, opt_state, params)
+    return optax.apply_updates(params, updates), opt_state, loss
 
   t0 = time.perf_counter()
   for e in range(epochs):
-    params, opt_state, loss = epoch(params, opt_state, jax.random.fold_in(key, e), inputs,
-                                    targets)
+    order = np.asarray(jax.random.permutation(jax.random.fold_in(key, e), n))
+    losses = []
+    for b in range(per_epoch):
+      idx = order[b * batch_size:(b + 1) * batch_size]
+      params, opt_state, loss = step(params, opt_state, inputs[idx], targets[idx])
+      losses.append(loss)
     if (e + 1) % max(1, epochs // 5) == 0 or e + 1 == epochs:
-      log.info("%s epoch %d/%d  loss %.4f  (%.0fs)", name, e + 1, epochs, float(loss),
-               time.perf_counter() - t0)
+      log.info("%s epoch %d/%d  loss %.4f  (%.0fs)", name, e + 1, epochs,
+               float(np.mean(jax.device_get(losses))), time.perf_counter() - t0)
   return graphdef, params
 
 

@@ -130,9 +130,33 @@ def make_generator(model_config, out_dim: int, key: jax.Array,
   raise ValueError(f"unknown model.kind {kind!r}: expected one of {GENERATORS}")
 
 
+def depth_to_space(h: jax.Array, scale: int = 2) -> jax.Array:
+  """``[B, H, W, s*s*C] -> [B, s*H, s*W, C]`` (pixel shuffle)."""
+  b, height, width, c = h.shape
+  h = h.reshape(b, height, width, scale, scale, c // (scale * scale))
+  return h.transpose(0, 1, 3, 2, 4, 5).reshape(b, height * scale, width * scale, -1)
+
+
+class SubPixelUpsample(nnx.Module):
+  """Stride-2 upsampling: a 3x3 conv to ``4 * out`` channels, then depth-to-space.
+
+  Used instead of ``nnx.ConvTranspose``, which maps the same shapes but ran 2.6 times
+  slower on the CPU (64 -> 32 channels at 7 x 7, batch 256, forward and backward: 415 ms
+  against 159 ms; ``docs/performance.md``).
+  """
+
+  def __init__(self, in_features: int, out_features: int, *, rngs: nnx.Rngs):
+    self.conv = nnx.Conv(in_features, 4 * out_features, kernel_size=(3, 3), padding="SAME",
+                         rngs=rngs)
+
+  def __call__(self, h: jax.Array) -> jax.Array:
+    return depth_to_space(self.conv(h))
+
+
 class ConvAutoencoder(nnx.Module):
   """MNIST autoencoder of Sec. 5.3: conv 1-32-64 (stride 2), FC 3136-128-latent, mirrored
-  decoder with a sigmoid output. Images are ``[B, 28, 28, 1]`` in [0, 1]."""
+  decoder (sub-pixel upsampling 64-32-1) with a sigmoid output. Images are
+  ``[B, 28, 28, 1]`` in [0, 1]."""
 
   def __init__(self, latent_dim: int = 6, *, rngs: nnx.Rngs):
     conv = dict(kernel_size=(3, 3), strides=(2, 2), padding="SAME", rngs=rngs)
@@ -142,8 +166,8 @@ class ConvAutoencoder(nnx.Module):
     self.enc4 = nnx.Linear(128, latent_dim, rngs=rngs)
     self.dec1 = nnx.Linear(latent_dim, 128, rngs=rngs)
     self.dec2 = nnx.Linear(128, 7 * 7 * 64, rngs=rngs)
-    self.dec3 = nnx.ConvTranspose(64, 32, **conv)
-    self.dec4 = nnx.ConvTranspose(32, 1, **conv)
+    self.dec3 = SubPixelUpsample(64, 32, rngs=rngs)
+    self.dec4 = SubPixelUpsample(32, 1, rngs=rngs)
 
   def encode(self, images: jax.Array) -> jax.Array:
     h = jax.nn.relu(self.enc1(images))

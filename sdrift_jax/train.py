@@ -140,7 +140,8 @@ class Trainer:
     self.drift_kw = drift_kwargs(config.drift)
     self.tx = make_optimizer(config.optim, int(config.train.steps))
     self.base_key = jax.random.key(int(config.seed))
-    model = models.make_generator(config.model, problem.dim, jax.random.key(0))
+    model = models.make_generator(config.model, problem.dim, jax.random.key(0),
+                                  num_classes=problem.num_classes)
     self.graphdef, _ = nnx.split(model)
 
   # -- pure pieces -----------------------------------------------------------------
@@ -151,7 +152,8 @@ class Trainer:
   def init(self) -> TrainState:
     def one(key):
       model = models.make_generator(self.config.model, self.problem.dim,
-                                    jax.random.fold_in(key, 0))
+                                    jax.random.fold_in(key, 0),
+                                    num_classes=self.problem.num_classes)
       params = nnx.split(model)[1]
       return params, self.tx.init(params)
     params, opt_state = jax.jit(jax.vmap(one))(self.seed_keys())

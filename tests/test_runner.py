@@ -195,3 +195,16 @@ def test_variant_strings_with_tuples():
   c = load("toy.py", "smoke,sweep.taus=(0.01,0.05),sweep.targets=moons,lr=0.001")
   assert c.sweep.taus == (0.01, 0.05) and c.sweep.targets == ("moons",)
   assert c.optim.learning_rate == 0.001
+
+
+def test_class_conditional_trainer_uses_labels():
+  c = load("toy.py", "smoke")
+  c.model.update(kind="mlp", depth=2)
+  problem = train.Problem(dim=2, sample_positives=lambda k, n: jnp.zeros((3, n, 2)),
+                          eval_data=(np.zeros((4, 2)),) * 3, num_classes=3)
+  trainer = train.Trainer(c, problem)
+  params = jax.tree.map(lambda a: a[0], trainer.init().params)
+  eps = jnp.ones((3, 5, c.model.noise_dim))
+  x = trainer.generate_groups(params, eps)  # same noise, labels 0, 1, 2
+  assert x.shape == (3, 5, 2)
+  assert not np.allclose(x[0], x[1]) and not np.allclose(x[1], x[2])
