@@ -45,12 +45,9 @@ def get_config(arg=None):
   c.drift = ml_collections.ConfigDict(dict(normalization="sinkhorn", T=41, tau=0.01,
                                            cost="sqeuclidean", mask_self=False))
   c.baseline = ml_collections.ConfigDict(dict(normalization="two_sided_joint", mask_self=True))
-  c.optim = ml_collections.ConfigDict(dict(name="adam", learning_rate=1e-3, b1=0.9, b2=0.999,
-                                           weight_decay=0.0, clip_norm=0.0,
-                                           schedule="constant", warmup_steps=0))
-  c.train = ml_collections.ConfigDict(dict(steps=5000, batch_size=64, num_seeds=1,
-                                           log_every=250, eval_every=1000,
-                                           checkpoint_every=1000))
+  c.optim = config_lib.optimizer_config("adam", 1e-3)
+  c.train = config_lib.train_config(steps=5000, batch_size=64, log_every=250,
+                                    eval_every=1000, checkpoint_every=1000)
   c.eval = ml_collections.ConfigDict(dict(num_samples=1000))
   c.sweep = ml_collections.ConfigDict(dict(kernels=("gaussian",), taus=(0.01,),
                                            methods=("baseline", "sinkhorn")))

@@ -38,12 +38,9 @@ def get_config(arg=None):
                                            init="torch", activation="relu"))
   c.drift = ml_collections.ConfigDict(dict(normalization="sinkhorn", T=41, tau=0.1,
                                            cost="sqeuclidean", mask_self=False))
-  c.optim = ml_collections.ConfigDict(dict(name="adam", learning_rate=1e-3, b1=0.9, b2=0.999,
-                                           weight_decay=0.0, clip_norm=0.0,
-                                           schedule="constant", warmup_steps=0))
-  c.train = ml_collections.ConfigDict(dict(steps=5000, batch_size=500, num_seeds=1,
-                                           log_every=100, eval_every=100,
-                                           checkpoint_every=1000))
+  c.optim = config_lib.optimizer_config("adam", 1e-3)
+  c.train = config_lib.train_config(steps=5000, batch_size=500, log_every=100,
+                                    eval_every=100, checkpoint_every=1000)
   c.eval = ml_collections.ConfigDict(dict(num_samples=1000))
   c.sweep = ml_collections.ConfigDict(dict(
       enabled=False, targets=("8gaussians", "checkerboard"), costs=("sqeuclidean",),

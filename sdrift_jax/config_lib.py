@@ -92,3 +92,22 @@ def check_unknown_flags(flags: set[str], known: set[str], config_name: str) -> N
   if unknown:
     raise ValueError(f"unknown variant(s) {sorted(unknown)} for {config_name}; "
                      f"known: {sorted(known)} or key=value")
+
+
+def optimizer_config(name: str = "adam", learning_rate: float = 1e-3,
+                     weight_decay: float = 0.0, **overrides) -> ml_collections.ConfigDict:
+  """The ``optim`` block read by :func:`sdrift_jax.train.make_optimizer`."""
+  fields = dict(name=name, learning_rate=learning_rate, b1=0.9, b2=0.999,
+                weight_decay=weight_decay, clip_norm=0.0, schedule="constant",
+                warmup_steps=0)
+  fields.update(overrides)
+  return ml_collections.ConfigDict(fields)
+
+
+def train_config(steps: int, batch_size: int, log_every: int, eval_every: int,
+                 checkpoint_every: int, num_seeds: int = 1) -> ml_collections.ConfigDict:
+  """The ``train`` block read by :func:`sdrift_jax.train.train_generator`."""
+  return ml_collections.ConfigDict(dict(steps=steps, batch_size=batch_size,
+                                        num_seeds=num_seeds, log_every=log_every,
+                                        eval_every=eval_every,
+                                        checkpoint_every=checkpoint_every))
