@@ -45,10 +45,9 @@ def _tail_mean(history, key="w2", last=10):
 def run_toy(config, workdir: str) -> dict:
   """One setting (``num_seeds`` seeds vmapped); writes samples and W2^2 figures."""
   problem = make_problem(config)
-  t0 = time.perf_counter()
   result = train_lib.train_generator(config, workdir, problem)
-  seconds = time.perf_counter() - t0
   history = train_lib.read_metrics(workdir)
+  seconds = train_lib.run_seconds(history, int(config.train.log_every))
   final = result["last_eval"].get("w2") or history[-1]["w2"]
   summary = dict(target=config.data.target, cost=config.drift.cost,
                  tau=config.drift.tau if np.ndim(config.drift.tau) == 0 else list(config.drift.tau),
@@ -94,6 +93,8 @@ def run_sweep(config, workdir: str) -> list[dict]:
   os.makedirs(workdir, exist_ok=True)
   with open(os.path.join(workdir, "sweep_config.json"), "w") as f:
     f.write(config.to_json(indent=2, sort_keys=True))
+  floors = {t: w2_floor(_setting_config(config, t, s.costs[0], s.taus[0], "sinkhorn"))
+            for t in s.targets}
   results = []
   t_start = time.perf_counter()
   for i, (target, cost, tau, norm) in enumerate(grid):
@@ -101,11 +102,11 @@ def run_sweep(config, workdir: str) -> list[dict]:
     run_dir = os.path.join(workdir, target, cost, f"tau{tau:g}", norm)
     log.info("sweep %d/%d: %s %s tau=%g %s", i + 1, len(grid), target, cost, tau, norm)
     results.append(run_toy(sub, run_dir))
-  total = time.perf_counter() - t_start
-  floors = {t: w2_floor(_setting_config(config, t, s.costs[0], s.taus[0], "sinkhorn"))
-            for t in s.targets}
+    if jax.process_index() == 0:  # a table of what is done so far, after every setting
+      write_sweep_table(config, workdir, results, floors, time.perf_counter() - t_start,
+                        len(grid))
   if jax.process_index() == 0:
-    write_sweep_summary(config, workdir, results, floors, total)
+    write_sweep_figures(config, workdir, results)
   return results
 
 
@@ -114,10 +115,10 @@ def _ms(values):
   return f"{v.mean():.3f} ± {v.std():.3f}"
 
 
-def write_sweep_summary(config, workdir, results, floors, total_seconds):
-  s = config.sweep
+def write_sweep_table(config, workdir, results, floors, total_seconds, planned):
+  """``summary.md`` and ``summary.json`` for the settings done so far."""
   lines = [
-      f"Sweep of {len(results)} settings x {config.train.num_seeds} seeds, "
+      f"Sweep: {len(results)} of {planned} settings done, x {config.train.num_seeds} seeds, "
       f"{config.train.steps} steps, batch {config.train.batch_size}; wall time "
       f"{total_seconds / 60:.1f} min.", "",
       "W2^2 on 1000 generated vs 1000 held-out target samples (exact OT). 'final' is the "
@@ -135,6 +136,11 @@ def write_sweep_summary(config, workdir, results, floors, total_seconds):
     f.write("\n".join(lines) + "\n")
   with open(os.path.join(workdir, "summary.json"), "w") as f:
     json.dump([{k: v for k, v in r.items() if k != "samples"} for r in results], f, indent=1)
+
+
+def write_sweep_figures(config, workdir, results):
+  """Final samples per (target, kernel) and W2^2 curves per (target, kernel, tau)."""
+  s = config.sweep
   fig_dir = os.path.join(workdir, "figures")
   os.makedirs(fig_dir, exist_ok=True)
   for target, cost in itertools.product(s.targets, s.costs):

@@ -254,6 +254,12 @@ class MetricWriter:
         f.write(json.dumps(record) + "\n")
 
 
+def run_seconds(history: list[dict], log_every: int) -> float:
+  """Wall time of a run from its metric records (survives resumes); records written
+  before ``seconds`` was logged count their training time only."""
+  return float(sum(r.get("seconds", log_every / r["steps_per_s"]) for r in history))
+
+
 def read_metrics(workdir: str) -> list[dict]:
   path = os.path.join(workdir, "metrics.jsonl")
   if not os.path.exists(path):
@@ -363,6 +369,7 @@ def train_generator(config: ml_collections.ConfigDict, workdir: str, problem: Pr
       evaluation, _ = trainer.evaluate(state.params, eval_eps, sampler, diagnostics)
       record.update(evaluation)
       last_eval = record
+    record["seconds"] = time.perf_counter() - t_last  # this chunk, evaluation included
     writer.write(record)
     if step % int(cfg.checkpoint_every) == 0 or step == steps:
       ckpt.save(step, state)
