@@ -22,13 +22,19 @@ from typing import NamedTuple, Optional
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax.scipy.special import logsumexp
 
 from sdrift_jax import costs as costs_lib
 from sdrift_jax import sinkhorn as sinkhorn_lib
+from sdrift_jax import stabilized
 from sdrift_jax import validation
 
 NORMALIZATIONS = ("sinkhorn", "one_sided", "two_sided", "two_sided_joint")
+# How the Sinkhorn half-steps run: 'log' (log domain, two passes of max/exp per
+# half-step), 'scaling' (scaling domain with log-domain absorption, one matrix-vector
+# product per half-step; needs strictly positive weights), 'auto' (scaling when allowed).
+ALGORITHMS = ("auto", "log", "scaling")
 
 _HI = jax.lax.Precision.HIGHEST
 
@@ -53,7 +59,11 @@ def _row_softmax(logits):
   return jax.nn.softmax(logits, axis=1)
 
 
-def _sinkhorn_coupling(logits, log_a, log_b, T):
+def _sinkhorn_coupling(logits, log_a, log_b, T, algorithm="log"):
+  if T == 1:
+    return _row_softmax(logits + log_b[None, :])
+  if algorithm == "scaling":
+    return stabilized.row_normalized_coupling(logits, log_a, log_b, T)
   # Only the column scaling survives the final row normalization, so the last row step
   # of an odd T is folded into the softmax.
   _, g = sinkhorn_lib.sinkhorn_scaling(logits, 2 * (T // 2), log_a, log_b)
@@ -68,12 +78,12 @@ def _geometric_mean_log(logits, log_a, log_b):
                 + (lc - logsumexp(lc, axis=0, keepdims=True)))
 
 
-def _couplings(logits_pos, logits_neg, log_a, log_bp, log_bn, normalization, T):
+def _couplings(logits_pos, logits_neg, log_a, log_bp, log_bn, normalization, T, algorithm):
   """Returns ``(W_pos, W_neg)`` with ``V = W_pos @ y_pos - W_neg @ y_neg``."""
   if normalization in ("sinkhorn", "one_sided"):
     T = T if normalization == "sinkhorn" else 1
-    return (_sinkhorn_coupling(logits_pos, log_a, log_bp, T),
-            _sinkhorn_coupling(logits_neg, log_a, log_bn, T))
+    return (_sinkhorn_coupling(logits_pos, log_a, log_bp, T, algorithm),
+            _sinkhorn_coupling(logits_neg, log_a, log_bn, T, algorithm))
   if normalization == "two_sided":
     return (_row_softmax(_geometric_mean_log(logits_pos, log_a, log_bp)),
             _row_softmax(_geometric_mean_log(logits_neg, log_a, log_bn)))
@@ -93,14 +103,14 @@ def _column_error(W, a, b):
 
 
 def _single_temperature(x, y_pos, y_neg, tau, a, bp, bn, *, T, normalization, cost,
-                        mask_self, with_info):
+                        mask_self, with_info, algorithm):
   logits_pos = -costs_lib.pairwise_cost(x, y_pos, cost) / tau
   logits_neg = -costs_lib.pairwise_cost(x, y_neg, cost) / tau
   if mask_self:
     n = x.shape[0]
     logits_neg = jnp.where(jnp.eye(n, dtype=bool), -jnp.inf, logits_neg)
   W_pos, W_neg = _couplings(logits_pos, logits_neg, jnp.log(a), jnp.log(bp), jnp.log(bn),
-                            normalization, T)
+                            normalization, T, algorithm)
   V = jnp.matmul(W_pos, y_pos, precision=_HI) - jnp.matmul(W_neg, y_neg, precision=_HI)
   if not with_info:
     return V, None, None
@@ -114,16 +124,16 @@ def _uniform_or_normalized(w, n, dtype):
 
 
 @functools.partial(jax.jit, static_argnames=("T", "normalization", "cost", "mask_self",
-                                             "multi_tau", "with_info"))
+                                             "multi_tau", "with_info", "algorithm"))
 def _drift_impl(x, y_pos, y_neg, taus, a, bp, bn, *, T, normalization, cost, mask_self,
-                multi_tau, with_info):
+                multi_tau, with_info, algorithm="log"):
   dtype = x.dtype
   a = _uniform_or_normalized(a, x.shape[0], dtype)
   bp = _uniform_or_normalized(bp, y_pos.shape[0], dtype)
   bn = _uniform_or_normalized(bn, y_neg.shape[0], dtype)
   one = functools.partial(_single_temperature, x, y_pos, y_neg, a=a, bp=bp, bn=bn, T=T,
                           normalization=normalization, cost=cost, mask_self=mask_self,
-                          with_info=with_info)
+                          with_info=with_info, algorithm=algorithm)
   taus = taus.astype(dtype)
   if not multi_tau:
     V, err_pos, err_neg = one(taus[0])
@@ -140,8 +150,28 @@ def _drift_impl(x, y_pos, y_neg, taus, a, bp, bn, *, T, normalization, cost, mas
   return DriftInfo(jnp.sum(Vs, axis=0), err_pos, err_neg)
 
 
+def _positive(w) -> bool:
+  """True when weights are known (at trace time) to be strictly positive."""
+  if w is None:
+    return True
+  if validation._is_traced(w):
+    return False
+  return bool(np.all(np.asarray(w) > 0))
+
+
+def _resolve_algorithm(algorithm, weights) -> str:
+  algorithm = validation.check_choice(algorithm, ALGORITHMS, "algorithm")
+  positive = all(_positive(w) for w in weights)
+  if algorithm == "auto":
+    return "scaling" if positive else "log"
+  if algorithm == "scaling" and not positive:
+    raise ValueError("algorithm='scaling' needs strictly positive, concrete weights; "
+                     "use algorithm='log' (or 'auto') with zero or traced weights")
+  return algorithm
+
+
 def _prepare(x, y_pos, y_neg, tau, T, normalization, cost, mask_self, weights_x,
-             weights_pos, weights_neg):
+             weights_pos, weights_neg, algorithm="auto"):
   x = validation.as_point_cloud(x, "x")
   y_pos = validation.as_point_cloud(y_pos, "y_pos")
   y_neg = x if y_neg is None else validation.as_point_cloud(y_neg, "y_neg")
@@ -161,8 +191,9 @@ def _prepare(x, y_pos, y_neg, tau, T, normalization, cost, mask_self, weights_x,
   bn = validation.as_weights(weights_neg, y_neg.shape[0], "weights_neg")
   dtype = jnp.result_type(x.dtype, y_pos.dtype, y_neg.dtype)
   args = (x.astype(dtype), y_pos.astype(dtype), y_neg.astype(dtype), taus, a, bp, bn)
+  algorithm = _resolve_algorithm(algorithm, (a, bp, bn))
   static = dict(T=T, normalization=normalization, cost=cost, mask_self=mask_self,
-                multi_tau=multi_tau)
+                multi_tau=multi_tau, algorithm=algorithm)
   return args, static
 
 
@@ -170,7 +201,7 @@ def drift_field(x, y_pos, y_neg, tau, T: int = 41, *, normalization: str = "sink
                 cost: str = "sqeuclidean", mask_self: bool = False,
                 weights_x: Optional[jax.Array] = None,
                 weights_pos: Optional[jax.Array] = None,
-                weights_neg: Optional[jax.Array] = None) -> jax.Array:
+                weights_neg: Optional[jax.Array] = None, algorithm: str = "auto") -> jax.Array:
   """The drift ``V = P_pos @ y_pos - P_neg @ y_neg`` at the particles ``x``.
 
   Pure and jitted (the static arguments are ``T``, ``normalization``, ``cost`` and
@@ -195,6 +226,10 @@ def drift_field(x, y_pos, y_neg, tau, T: int = 41, *, normalization: str = "sink
     weights_x: optional row marginal of shape ``[N]``; uniform if None.
     weights_pos: optional marginal of the positives, shape ``[M_pos]``.
     weights_neg: optional marginal of the negatives, shape ``[M_neg]``.
+    algorithm: how the Sinkhorn half-steps run: ``'scaling'`` (scaling domain with
+      log-domain absorption, :mod:`sdrift_jax.stabilized`; one matrix-vector product per
+      half-step), ``'log'`` (plain log domain) or ``'auto'`` (``'scaling'`` unless some
+      weight is zero or traced). Both give the same drift to float32 rounding.
 
   Returns:
     Array of shape ``[N, d]``.
@@ -203,15 +238,15 @@ def drift_field(x, y_pos, y_neg, tau, T: int = 41, *, normalization: str = "sink
     ValueError: at trace time, on a bad shape, dtype, temperature, ``T`` or name.
   """
   args, static = _prepare(x, y_pos, y_neg, tau, T, normalization, cost, mask_self,
-                          weights_x, weights_pos, weights_neg)
+                          weights_x, weights_pos, weights_neg, algorithm)
   return _drift_impl(*args, **static, with_info=False).drift
 
 
 def drift_field_with_info(x, y_pos, y_neg, tau, T: int = 41, *,
                           normalization: str = "sinkhorn", cost: str = "sqeuclidean",
                           mask_self: bool = False, weights_x=None, weights_pos=None,
-                          weights_neg=None) -> DriftInfo:
+                          weights_neg=None, algorithm: str = "auto") -> DriftInfo:
   """:func:`drift_field` plus the couplings' marginal errors, as a :class:`DriftInfo`."""
   args, static = _prepare(x, y_pos, y_neg, tau, T, normalization, cost, mask_self,
-                          weights_x, weights_pos, weights_neg)
+                          weights_x, weights_pos, weights_neg, algorithm)
   return _drift_impl(*args, **static, with_info=True)

@@ -58,7 +58,8 @@ def drift_kwargs(drift_config) -> dict:
   tau = drift_config.tau
   tau = tuple(tau) if isinstance(tau, (list, tuple)) else float(tau)
   return dict(tau=tau, T=int(drift_config.T), normalization=drift_config.normalization,
-              cost=drift_config.cost, mask_self=bool(drift_config.mask_self))
+              cost=drift_config.cost, mask_self=bool(drift_config.mask_self),
+              algorithm=drift_config.get("algorithm", "auto"))
 
 
 def check_drift_config(drift_config, dim: int = 2) -> None:
@@ -67,7 +68,7 @@ def check_drift_config(drift_config, dim: int = 2) -> None:
     kw = drift_kwargs(drift_config)
     dummy = np.zeros((2, dim), np.float32)
     drift_lib._prepare(dummy, dummy, None, kw["tau"], kw["T"], kw["normalization"],
-                       kw["cost"], kw["mask_self"], None, None, None)
+                       kw["cost"], kw["mask_self"], None, None, None, kw["algorithm"])
   except (ValueError, TypeError) as e:
     raise ValueError(f"bad config.drift: {e}") from None
 

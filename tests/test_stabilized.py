@@ -1,0 +1,124 @@
+"""The scaling-domain Sinkhorn (sdrift_jax.stabilized) against the plain log domain."""
+import itertools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import numpy_reference as ref
+from conftest import clouds
+from sdrift_jax import drift_field, stabilized
+from sdrift_jax import costs as costs_lib
+from sdrift_jax import drift as drift_lib
+
+
+def rel_err(a, b):
+  a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+  return np.linalg.norm(a - b) / max(np.linalg.norm(b), 1e-30)
+
+
+def _problem(seed, n, m, d, tau_rel, cost="sqeuclidean"):
+  x, y, _ = clouds(seed, n=n, m=m, d=d, scale=1.5)
+  tau = tau_rel * float(np.median(ref.cost(x, y, cost)))
+  logits = -costs_lib.pairwise_cost(jnp.asarray(x), jnp.asarray(y), cost) / tau
+  log_a = jnp.full((n,), -np.log(n), jnp.float32)
+  log_b = jnp.full((m,), -np.log(m), jnp.float32)
+  return x, y, tau, logits, log_a, log_b
+
+
+@pytest.mark.parametrize("n,m,d,tau_rel", [(64, 50, 2, 0.05), (64, 50, 2, 1e-3),
+                                           (40, 70, 16, 1e-3), (48, 48, 64, 0.5),
+                                           (64, 50, 2, 1e-4)])
+@pytest.mark.parametrize("T", [2, 3, 8, 41, 201])
+def test_coupling_equals_log_domain_and_float64(n, m, d, tau_rel, T):
+  x, y, tau, logits, log_a, log_b = _problem(n + d, n, m, d, tau_rel)
+  fast = stabilized.row_normalized_coupling(logits, log_a, log_b, T)
+  plain = drift_lib._sinkhorn_coupling(logits, log_a, log_b, T, "log")
+  assert np.all(np.isfinite(fast))
+  np.testing.assert_allclose(np.sum(fast, axis=1), 1.0, atol=1e-5)
+  # Same coupling entry by entry, and the same barycentric map.
+  np.testing.assert_allclose(fast, plain, atol=2e-4 if tau_rel < 0.01 else 2e-6)
+  v_fast, v_plain = np.asarray(fast) @ y, np.asarray(plain) @ y
+  assert rel_err(v_fast, v_plain) < (5e-5 if tau_rel < 0.01 else 1e-6)
+  # Against float64 (same float32 logits, so only the iteration's rounding differs).
+  L64 = np.asarray(logits, np.float64)
+  a64, b64 = np.full(n, 1 / n), np.full(m, 1 / m)
+  P64, _ = ref.log_couplings(L64, L64, a64, b64, b64, "sinkhorn", T)
+  v64 = P64 @ y.astype(np.float64)
+  assert rel_err(v_fast, v64) <= max(2 * rel_err(v_plain, v64), 5e-5 if tau_rel < 1e-3 else 1e-5)
+
+
+@pytest.mark.parametrize("T", [2, 5, 41])
+def test_forced_absorption_changes_nothing(T):
+  # bound = 2 absorbs at almost every half-step (the log-domain branch); bound = 1e30
+  # almost never (the scaling branch). Both must give the plain iteration's coupling.
+  *_, logits, log_a, log_b = _problem(3, 50, 40, 2, 0.02)
+  plain = drift_lib._sinkhorn_coupling(logits, log_a, log_b, T, "log")
+  for bound in (2.0, 1e10, 1e30):
+    fast = stabilized.row_normalized_coupling(logits, log_a, log_b, T, bound=bound)
+    np.testing.assert_allclose(fast, plain, atol=3e-6, err_msg=f"bound={bound}")
+
+
+@pytest.mark.parametrize("normalization,cost,mask_self", [
+    ("sinkhorn", "sqeuclidean", False), ("sinkhorn", "euclidean", True),
+    ("sinkhorn", "half_sqeuclidean", False), ("one_sided", "sqeuclidean", True)])
+def test_drift_field_algorithms_agree(normalization, cost, mask_self):
+  x, y_pos, _ = clouds(5, n=60, m=45, d=3)
+  for tau_rel, T in itertools.product((1e-3, 0.05, 1.0), (1, 4, 41)):
+    tau = tau_rel * float(np.median(ref.cost(x, y_pos, cost)))
+    kw = dict(T=T, normalization=normalization, cost=cost, mask_self=mask_self)
+    fast = drift_field(x, y_pos, None, tau, algorithm="scaling", **kw)
+    plain = drift_field(x, y_pos, None, tau, algorithm="log", **kw)
+    assert np.all(np.isfinite(fast))
+    expected = ref.drift(x, y_pos, None, tau, T, normalization, cost, mask_self=mask_self)
+    assert rel_err(fast, expected) <= max(2 * rel_err(plain, expected), 2e-5), (tau_rel, T)
+
+
+def test_vmap_folds_into_one_batch_and_matches_a_loop():
+  rng = np.random.default_rng(0)
+  x = rng.normal(size=(2, 3, 30, 2)).astype(np.float32)
+  y = (rng.normal(size=(3, 25, 2)) + 0.5).astype(np.float32)
+  fn = lambda x, y: drift_field(x, y, None, 0.01, T=21, algorithm="scaling")
+  # Nested vmaps, one argument unbatched in the outer one.
+  out = jax.jit(jax.vmap(jax.vmap(fn), in_axes=(0, None)))(x, y)
+  for i, j in itertools.product(range(2), range(3)):
+    single = drift_field(x[i, j], y[j], None, 0.01, T=21, algorithm="log")
+    np.testing.assert_allclose(out[i, j], single, rtol=2e-5, atol=2e-6)
+
+
+def test_derivatives_follow_the_log_domain_path():
+  x, y_pos, _ = clouds(8, n=20, m=15, d=2)
+  loss = lambda algorithm: (lambda x: jnp.sum(
+      drift_field(x, y_pos, None, 0.3, T=11, algorithm=algorithm) ** 2))
+  g_fast = jax.grad(loss("scaling"))(jnp.asarray(x))
+  g_plain = jax.grad(loss("log"))(jnp.asarray(x))
+  np.testing.assert_allclose(g_fast, g_plain, rtol=1e-5, atol=1e-6)
+  # And under vmap, as a per-example gradient.
+  xs = jnp.stack([x, x + 0.1])
+  g_batched = jax.vmap(jax.grad(loss("scaling")))(xs)
+  np.testing.assert_allclose(g_batched[0], g_plain, rtol=1e-5, atol=1e-6)
+
+
+def test_zero_weights_fall_back_to_the_log_domain():
+  x, y_pos, y_neg = clouds(9)
+  w = np.ones(len(y_pos), np.float32)
+  w[3] = 0.0
+  auto = drift_field(x, y_pos, y_neg, 0.2, T=21, weights_pos=w)
+  plain = drift_field(x, y_pos, y_neg, 0.2, T=21, weights_pos=w, algorithm="log")
+  np.testing.assert_array_equal(auto, plain)
+  np.testing.assert_allclose(auto, ref.drift(x, y_pos, y_neg, 0.2, 21, weights_pos=w),
+                             rtol=1e-4, atol=1e-5)
+  with pytest.raises(ValueError, match="algorithm='scaling' needs strictly positive"):
+    drift_field(x, y_pos, y_neg, 0.2, T=21, weights_pos=w, algorithm="scaling")
+  with pytest.raises(ValueError, match="unknown algorithm"):
+    drift_field(x, y_pos, y_neg, 0.2, algorithm="fast")
+
+
+def test_positive_weights_use_the_scaling_domain_and_agree():
+  x, y_pos, y_neg = clouds(10)
+  rng = np.random.default_rng(1)
+  w = rng.uniform(0.2, 2.0, len(x)).astype(np.float32)
+  fast = drift_field(x, y_pos, y_neg, 0.1, T=31, weights_x=w, algorithm="scaling")
+  np.testing.assert_allclose(fast, ref.drift(x, y_pos, y_neg, 0.1, 31, weights_x=w),
+                             rtol=1e-4, atol=1e-5)
