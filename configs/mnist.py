@@ -15,7 +15,8 @@ FC 3136-128-6, Adam 1e-3, batch 256, 50 epochs; classifier: small CNN. Both are 
 32, three Linear(256) + ReLU, Linear to 6; 5000 steps, Adam 1e-3, 64 generated and 64
 positives per class per step. Full MNIST: ``source=tfds`` (``download=True`` to fetch),
 ``source=npz`` (Keras mnist.npz) or ``source=idx`` (directory of the IDX files).
-Short keys: source, path, download, tau, taus, kernels, methods, steps, seeds, T.
+Short keys: source, path, download, tau, taus, kernels, methods, steps, seeds, T,
+algorithm.
 """
 import ml_collections
 
@@ -24,7 +25,8 @@ from sdrift_jax import config_lib
 TAUS = (0.005, 0.01, 0.02, 0.025, 0.03, 0.04, 0.05, 0.1)
 ALIASES = {"source": "data.source", "path": "data.path", "download": "data.download",
            "taus": "sweep.taus", "kernels": "sweep.kernels", "methods": "sweep.methods",
-           "steps": "train.steps", "seeds": "train.num_seeds", "T": "drift.T"}
+           "steps": "train.steps", "seeds": "train.num_seeds", "T": "drift.T",
+           "algorithm": "drift.algorithm"}
 
 
 def get_config(arg=None):
@@ -43,7 +45,8 @@ def get_config(arg=None):
                                            depth=3, blocks=0, activation="relu"))
   # normalization, cost, tau and mask_self are set per sweep setting.
   c.drift = ml_collections.ConfigDict(dict(normalization="sinkhorn", T=41, tau=0.01,
-                                           cost="sqeuclidean", mask_self=False))
+                                           cost="sqeuclidean", mask_self=False,
+                                           algorithm="auto"))
   c.baseline = ml_collections.ConfigDict(dict(normalization="two_sided_joint", mask_self=True))
   c.optim = config_lib.optimizer_config("adam", 1e-3)
   c.train = config_lib.train_config(steps=5000, batch_size=64, log_every=250,

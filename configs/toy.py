@@ -13,7 +13,7 @@ noise (width 256, ReLU: the paper gives no width), Adam 1e-3, batch N = 500, 500
 Sinkhorn T = 41 (the reference code's 20 iterations); W2^2 by exact OT on 1000 samples
 every 100 steps. ``reference`` switches to the reference code's toy model: residual MLP
 with LayerNorm (hidden 256, 6 blocks, noise 16), AdamW 2e-4, and the self-mask on the
-baselines. Short keys: target, tau, T, normalization, cost, steps, seeds, batch, lr.
+baselines. Short keys: target, tau, T, normalization, cost, steps, seeds, batch, lr, algorithm.
 """
 import ml_collections
 
@@ -22,7 +22,8 @@ from sdrift_jax import config_lib
 ALIASES = {"target": "data.target", "tau": "drift.tau", "T": "drift.T",
            "normalization": "drift.normalization", "cost": "drift.cost",
            "steps": "train.steps", "seeds": "train.num_seeds", "batch": "train.batch_size",
-           "lr": "optim.learning_rate"}
+           "lr": "optim.learning_rate",
+           "algorithm": "drift.algorithm"}
 
 
 def get_config(arg=None):
@@ -37,7 +38,8 @@ def get_config(arg=None):
                                            blocks=6, expansion=2, layer_norm=True,
                                            init="torch", activation="relu"))
   c.drift = ml_collections.ConfigDict(dict(normalization="sinkhorn", T=41, tau=0.1,
-                                           cost="sqeuclidean", mask_self=False))
+                                           cost="sqeuclidean", mask_self=False,
+                                           algorithm="auto"))
   c.optim = config_lib.optimizer_config("adam", 1e-3)
   c.train = config_lib.train_config(steps=5000, batch_size=500, log_every=100,
                                     eval_every=100, checkpoint_every=1000)

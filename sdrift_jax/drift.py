@@ -25,6 +25,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.scipy.special import logsumexp
 
+from sdrift_jax import blocked
 from sdrift_jax import costs as costs_lib
 from sdrift_jax import sinkhorn as sinkhorn_lib
 from sdrift_jax import stabilized
@@ -33,8 +34,12 @@ from sdrift_jax import validation
 NORMALIZATIONS = ("sinkhorn", "one_sided", "two_sided", "two_sided_joint")
 # How the Sinkhorn half-steps run: 'log' (log domain, two passes of max/exp per
 # half-step), 'scaling' (scaling domain with log-domain absorption, one matrix-vector
-# product per half-step; needs strictly positive weights), 'auto' (scaling when allowed).
-ALGORITHMS = ("auto", "log", "scaling")
+# product per half-step; needs strictly positive weights), 'blocked' (log domain over row
+# tiles, never holding an N x M matrix; 'sinkhorn' and 'one_sided' only), 'auto'
+# (blocked when the dense matrices would not fit in memory, else scaling when allowed).
+ALGORITHMS = ("auto", "log", "scaling", "blocked")
+# Dense paths hold about this many N x M matrices at once (logits, kernels, couplings).
+_DENSE_MATRICES = 8
 
 _HI = jax.lax.Precision.HIGHEST
 
@@ -102,8 +107,24 @@ def _column_error(W, a, b):
   return jnp.sum(jnp.abs(jnp.matmul(a, P, precision=_HI) - b))
 
 
+def _blocked_temperature(x, y_pos, y_neg, tau, a, bp, bn, *, T, normalization, cost,
+                         mask_self, with_info):
+  T = T if normalization == "sinkhorn" else 1
+  block = blocked.block_rows(x.shape[0], max(y_pos.shape[0], y_neg.shape[0]))
+  parts = [blocked.barycentric_map(x, y, jnp.log(a), jnp.log(b), tau, T, cost, mask, block)
+           for y, b, mask in ((y_pos, bp, False), (y_neg, bn, mask_self))]
+  V = parts[0][0] - parts[1][0]
+  if not with_info:
+    return V, None, None
+  return V, parts[0][1], parts[1][1]
+
+
 def _single_temperature(x, y_pos, y_neg, tau, a, bp, bn, *, T, normalization, cost,
                         mask_self, with_info, algorithm):
+  if algorithm == "blocked":
+    return _blocked_temperature(x, y_pos, y_neg, tau, a, bp, bn, T=T,
+                                normalization=normalization, cost=cost,
+                                mask_self=mask_self, with_info=with_info)
   logits_pos = -costs_lib.pairwise_cost(x, y_pos, cost) / tau
   logits_neg = -costs_lib.pairwise_cost(x, y_neg, cost) / tau
   if mask_self:
@@ -159,10 +180,29 @@ def _positive(w) -> bool:
   return bool(np.all(np.asarray(w) > 0))
 
 
-def _resolve_algorithm(algorithm, weights) -> str:
+def memory_budget_bytes() -> int:
+  """Half the memory of the default device (GPU/TPU limit, or host RAM on CPU)."""
+  try:
+    stats = jax.devices()[0].memory_stats() or {}
+  except Exception:  # pylint: disable=broad-except
+    stats = {}
+  total = stats.get("bytes_limit")
+  if not total:
+    import os
+    total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+  return int(total) // 2
+
+
+def _resolve_algorithm(algorithm, weights, normalization, n, m, itemsize) -> str:
   algorithm = validation.check_choice(algorithm, ALGORITHMS, "algorithm")
   positive = all(_positive(w) for w in weights)
+  if algorithm == "blocked" and normalization not in ("sinkhorn", "one_sided"):
+    raise ValueError(f"algorithm='blocked' supports normalization 'sinkhorn' and "
+                     f"'one_sided', got {normalization!r}")
   if algorithm == "auto":
+    dense_bytes = _DENSE_MATRICES * n * m * itemsize
+    if normalization in ("sinkhorn", "one_sided") and dense_bytes > memory_budget_bytes():
+      return "blocked"
     return "scaling" if positive else "log"
   if algorithm == "scaling" and not positive:
     raise ValueError("algorithm='scaling' needs strictly positive, concrete weights; "
@@ -191,7 +231,9 @@ def _prepare(x, y_pos, y_neg, tau, T, normalization, cost, mask_self, weights_x,
   bn = validation.as_weights(weights_neg, y_neg.shape[0], "weights_neg")
   dtype = jnp.result_type(x.dtype, y_pos.dtype, y_neg.dtype)
   args = (x.astype(dtype), y_pos.astype(dtype), y_neg.astype(dtype), taus, a, bp, bn)
-  algorithm = _resolve_algorithm(algorithm, (a, bp, bn))
+  algorithm = _resolve_algorithm(algorithm, (a, bp, bn), normalization, x.shape[0],
+                                 max(y_pos.shape[0], y_neg.shape[0]),
+                                 jnp.dtype(dtype).itemsize)
   static = dict(T=T, normalization=normalization, cost=cost, mask_self=mask_self,
                 multi_tau=multi_tau, algorithm=algorithm)
   return args, static
@@ -228,8 +270,12 @@ def drift_field(x, y_pos, y_neg, tau, T: int = 41, *, normalization: str = "sink
     weights_neg: optional marginal of the negatives, shape ``[M_neg]``.
     algorithm: how the Sinkhorn half-steps run: ``'scaling'`` (scaling domain with
       log-domain absorption, :mod:`sdrift_jax.stabilized`; one matrix-vector product per
-      half-step), ``'log'`` (plain log domain) or ``'auto'`` (``'scaling'`` unless some
-      weight is zero or traced). Both give the same drift to float32 rounding.
+      half-step), ``'log'`` (plain log domain), ``'blocked'`` (log domain over row
+      tiles with costs recomputed from ``x`` and ``y``: memory ``O((N + M) d)``, no
+      ``N x M`` matrix; ``'sinkhorn'`` and ``'one_sided'`` only) or ``'auto'``
+      (``'blocked'`` when the dense matrices would exceed half the device memory, else
+      ``'scaling'`` unless some weight is zero or traced). All give the same drift to
+      float32 rounding.
 
   Returns:
     Array of shape ``[N, d]``.

@@ -270,16 +270,22 @@ def read_metrics(workdir: str) -> list[dict]:
 
 
 def write_config(config, workdir: str) -> None:
-  """Writes ``config.json``; refuses a workdir that holds a run of another config."""
+  """Writes ``config.json``; refuses a workdir that holds a run of another config.
+
+  Keys that do not change what a run computes are not compared: ``train.steps`` (a
+  finished run may be extended), ``sweep.*`` (a setting of a sweep is the same run in any
+  sweep) and ``drift.algorithm`` (all algorithms give the same drift to rounding).
+  """
   path = os.path.join(workdir, "config.json")
   text = config.to_json(indent=2, sort_keys=True)
   if os.path.exists(path):
     with open(path) as f:
       old = json.load(f)
     new = json.loads(text)
-    ignore = ("train.steps",)  # a finished run may be extended
+    ignore = ("train.steps", "sweep.", "drift.algorithm")
     diff = sorted(k for k in _flatten(old).keys() | _flatten(new).keys()
-                  if _flatten(old).get(k) != _flatten(new).get(k) and k not in ignore)
+                  if _flatten(old).get(k) != _flatten(new).get(k)
+                  and not any(k == i or (i.endswith(".") and k.startswith(i)) for i in ignore))
     if diff:
       raise ValueError(f"workdir {workdir} holds a run of a different config "
                        f"(differs in {diff}); use another --workdir or delete it")

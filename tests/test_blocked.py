@@ -1,0 +1,90 @@
+"""The blocked (no N x M matrix) drift against the dense paths, and its memory."""
+import itertools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import numpy_reference as ref
+from conftest import clouds
+from sdrift_jax import blocked, drift_field, drift_field_with_info
+from sdrift_jax import drift as drift_lib
+
+
+@pytest.fixture
+def small_tiles(monkeypatch):
+  # 7 rows per tile for the clouds below: several tiles and a padded last one.
+  monkeypatch.setattr(blocked, "TILE_ENTRIES", 7 * 37)
+
+
+@pytest.mark.parametrize("normalization,T,cost,mask_self", [
+    ("sinkhorn", 41, "sqeuclidean", False), ("sinkhorn", 8, "euclidean", True),
+    ("sinkhorn", 3, "half_sqeuclidean", False), ("one_sided", 1, "sqeuclidean", True)])
+@pytest.mark.parametrize("tau_rel", [1e-3, 0.05, 1.0])
+def test_blocked_equals_dense(small_tiles, normalization, T, cost, mask_self, tau_rel):
+  x, y_pos, y_neg = clouds(21, n=46, m=30, d=3)
+  y_neg = None if mask_self else y_neg
+  tau = tau_rel * float(np.median(ref.cost(x, y_pos, cost)))
+  kw = dict(T=T, normalization=normalization, cost=cost, mask_self=mask_self)
+  got = drift_field_with_info(x, y_pos, y_neg, tau, algorithm="blocked", **kw)
+  dense = drift_field_with_info(x, y_pos, y_neg, tau, algorithm="log", **kw)
+  assert np.all(np.isfinite(got.drift))
+  np.testing.assert_allclose(got.drift, dense.drift, rtol=2e-5, atol=2e-5 * np.abs(dense.drift).max())
+  np.testing.assert_allclose(got.marginal_error_pos, dense.marginal_error_pos, atol=1e-5)
+  np.testing.assert_allclose(got.marginal_error_neg, dense.marginal_error_neg, atol=1e-5)
+  expected = ref.drift(x, y_pos, y_neg, tau, T, normalization, cost, mask_self=mask_self)
+  err = np.linalg.norm(got.drift - expected) / np.linalg.norm(expected)
+  assert err < (1e-3 if tau_rel < 0.01 else 1e-5)
+
+
+def test_blocked_with_weights_and_several_temperatures(small_tiles):
+  x, y_pos, y_neg = clouds(22, n=40, m=37, d=2)
+  rng = np.random.default_rng(0)
+  w = rng.uniform(0.0, 1.0, len(x)).astype(np.float32)
+  w[5] = 0.0
+  kw = dict(T=21, weights_x=w)
+  got = drift_field(x, y_pos, y_neg, (0.05, 0.5), algorithm="blocked", **kw)
+  dense = drift_field(x, y_pos, y_neg, (0.05, 0.5), algorithm="log", **kw)
+  np.testing.assert_allclose(got, dense, rtol=2e-5, atol=2e-5)
+
+
+def test_blocked_rejects_normalizations_it_does_not_implement():
+  x, y_pos, _ = clouds(23)
+  with pytest.raises(ValueError, match="algorithm='blocked' supports"):
+    drift_field(x, y_pos, None, 0.1, normalization="two_sided", algorithm="blocked")
+
+
+def test_auto_picks_blocked_when_the_dense_matrices_would_not_fit(monkeypatch):
+  x, y_pos, _ = clouds(24)
+  args, static = drift_lib._prepare(x, y_pos, None, 0.1, 11, "sinkhorn", "sqeuclidean",
+                                    False, None, None, None, "auto")
+  assert static["algorithm"] == "scaling"
+  monkeypatch.setattr(drift_lib, "memory_budget_bytes", lambda: 1000)
+  _, static = drift_lib._prepare(x, y_pos, None, 0.1, 11, "sinkhorn", "sqeuclidean",
+                                 False, None, None, None, "auto")
+  assert static["algorithm"] == "blocked"
+  np.testing.assert_allclose(drift_field(x, y_pos, None, 0.1, T=11),
+                             drift_field(x, y_pos, None, 0.1, T=11, algorithm="log"),
+                             rtol=2e-5, atol=2e-6)
+  # A normalization without a blocked form stays dense.
+  _, static = drift_lib._prepare(x, y_pos, None, 0.1, 11, "two_sided", "sqeuclidean",
+                                 False, None, None, None, "auto")
+  assert static["algorithm"] == "scaling"
+
+
+def test_blocked_memory_does_not_grow_with_n_times_m(monkeypatch):
+  # XLA's own accounting of the compiled program: the dense path needs several N x M
+  # buffers, the blocked one a [block, M] tile and O((N + M) d) vectors.
+  monkeypatch.setattr(blocked, "TILE_ENTRIES", 1 << 16)
+  n, d = 4096, 8
+  x = jax.ShapeDtypeStruct((n, d), jnp.float32)
+  nm_bytes = n * n * 4
+
+  def temp_bytes(algorithm):
+    fn = jax.jit(lambda x, y: drift_field(x, y, None, 0.1, T=11, algorithm=algorithm))
+    return fn.lower(x, x).compile().memory_analysis().temp_size_in_bytes
+
+  dense, tiled = temp_bytes("log"), temp_bytes("blocked")
+  assert dense >= nm_bytes
+  assert tiled < nm_bytes / 8, (tiled, nm_bytes)
