@@ -46,9 +46,14 @@ def _split_top_level(text: str) -> list[str]:
 
 
 def _literal(value: str) -> Any:
+  """A Python literal, or the string itself; ``(a,b)`` / ``[a,b]`` with bare words is a
+  tuple of literals-or-strings, so that ``targets=(moons,spiral)`` needs no quotes."""
   try:
     return ast.literal_eval(value)
   except (ValueError, SyntaxError):
+    v = value.strip()
+    if len(v) >= 2 and v[0] + v[-1] in ("()", "[]"):
+      return tuple(_literal(p.strip()) for p in v[1:-1].split(",") if p.strip())
     return value
 
 

@@ -195,6 +195,9 @@ def test_variant_strings_with_tuples():
   c = load("toy.py", "smoke,sweep.taus=(0.01,0.05),sweep.targets=moons,lr=0.001")
   assert c.sweep.taus == (0.01, 0.05) and c.sweep.targets == ("moons",)
   assert c.optim.learning_rate == 0.001
+  c = load("toy.py", "appj,sweep.targets=(moons,spiral),sweep.costs=(euclidean),algorithm=log")
+  assert c.sweep.targets == ("moons", "spiral") and c.sweep.costs == ("euclidean",)
+  assert c.drift.algorithm == "log"
 
 
 def test_class_conditional_trainer_uses_labels():
