@@ -51,13 +51,15 @@ def test_coupling_equals_log_domain_and_float64(n, m, d, tau_rel, T):
 
 @pytest.mark.parametrize("T", [2, 5, 41])
 def test_forced_absorption_changes_nothing(T):
-  # bound = 2 absorbs at almost every half-step (the log-domain branch); bound = 1e30
-  # almost never (the scaling branch). Both must give the plain iteration's coupling.
+  # bound = 2 absorbs at almost every half-step; bound = 1e30 almost never (the scaling
+  # branch). All must give the plain iteration's coupling.
   *_, logits, log_a, log_b = _problem(3, 50, 40, 2, 0.02)
   plain = drift_lib._sinkhorn_coupling(logits, log_a, log_b, T, "log")
-  for bound in (2.0, 1e10, 1e30):
-    fast = stabilized.row_normalized_coupling(logits, log_a, log_b, T, bound=bound)
-    np.testing.assert_allclose(fast, plain, atol=3e-6, err_msg=f"bound={bound}")
+  # exact_sum = inf sends every absorption through a log-domain half-step.
+  for bound, exact_sum in ((2.0, 1e-30), (2.0, np.inf), (1e10, 1e-30), (1e30, 1e-30)):
+    fast = stabilized.row_normalized_coupling(logits, log_a, log_b, T, bound=bound,
+                                              exact_sum=exact_sum)
+    np.testing.assert_allclose(fast, plain, atol=3e-6, err_msg=f"{bound}, {exact_sum}")
 
 
 @pytest.mark.parametrize("normalization,cost,mask_self", [
