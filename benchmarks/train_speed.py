@@ -47,6 +47,8 @@ CASES = {
         lambda: (toy_config.get_config("normalization=one_sided"), None),
     "toy reference model (resmlp 256 x 6), Sinkhorn T=41, 1 seed":
         lambda: (toy_config.get_config("reference"), None),
+    "toy reference model, one-sided (the model's own cost), 1 seed":
+        lambda: (toy_config.get_config("reference,normalization=one_sided"), None),
     "MNIST generator (10 classes x 64, d=6), Sinkhorn T=41":
         lambda: (mnist_config.get_config(), _mnist_like_problem()),
 }
