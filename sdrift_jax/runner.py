@@ -1,7 +1,7 @@
 """``run(config, workdir)``: the experiment named by ``config.experiment``."""
 from __future__ import annotations
 
-EXPERIMENTS = ("particles", "toy", "mnist")
+EXPERIMENTS = ("particles", "toy", "mnist", "latents")
 
 
 def run(config, workdir: str):
@@ -18,4 +18,7 @@ def run(config, workdir: str):
   if kind == "mnist":
     from sdrift_jax import mnist
     return mnist.run_mnist(config, workdir)
+  if kind == "latents":
+    from sdrift_jax import latents
+    return latents.run_latents(config, workdir)
   raise ValueError(f"unknown config.experiment {kind!r}: expected one of {EXPERIMENTS}")

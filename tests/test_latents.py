@@ -104,3 +104,38 @@ def test_synthetic_latents_follow_their_stated_distribution():
   y = syn.sample(1, 40000, seed=6)
   assert frechet.frechet_distance(x, y) < 0.01
   assert frechet.frechet_distance(x, syn.sample(0, 40000, seed=6)) > 10
+
+
+def _load_config(name, arg):
+  import importlib
+  return importlib.import_module(f"configs.{name}").get_config(arg)
+
+
+def test_latent_pipeline_smoke_writes_the_table_2_layout(tmp_path):
+  from sdrift_jax import runner
+  config = _load_config("latents", "smoke")
+  results = runner.run(config, str(tmp_path))
+  assert {r["method"] for r in results} == {"baseline", "sinkhorn"}
+  for r in results:
+    assert np.all(np.isfinite(r["w2"])) and np.all(np.isfinite(r["frechet"]))
+    assert len(r["w2_per_class"][0]) == 3
+  table = open(tmp_path / "table.md").read()
+  assert "| tau | baseline EMD | Sinkhorn EMD | baseline FD | Sinkhorn FD |" in table
+  assert "| 1 |" in table
+
+
+def test_npz_source_splits_per_class_and_checks_the_batch(tmp_path):
+  from sdrift_jax import latents as latents_exp
+  path = str(tmp_path / "ffhq_like.npz")
+  latents_lib.SyntheticLatents(num_classes=2, dim=5, rank=2).save(path, per_class=40)
+  config = _load_config("ffhq_alae", f"path={path},batch=8")
+  config.eval.num_samples = 10
+  train, held, names = latents_exp.load_data(config)
+  assert names == ["class0", "class1"]
+  assert [len(t) for t in train] == [30, 30] and [len(h) for h in held] == [10, 10]
+  config = _load_config("ffhq_alae", f"path={path},batch=60")
+  with pytest.raises(ValueError, match="fewer than the 62"):
+    latents_exp.load_data(config)
+  config = _load_config("ffhq_alae", None)
+  with pytest.raises(ValueError, match="config.data.path is empty"):
+    latents_exp.load_data(config)

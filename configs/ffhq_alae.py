@@ -1,0 +1,40 @@
+"""FFHQ-ALAE latents, the paper's Table 2 settings (Sec. 5.4); the latents are yours.
+
+    python -m experiments.run --config=configs/ffhq_alae.py:path=/data/ffhq_alae_latents.npz
+    python -m experiments.run --config=configs/ffhq_alae.py:smoke,path=/data/ffhq_alae_latents.npz
+
+The .npz holds one [N_c, 512] array per class (the reference latents' layout: male /
+female x children / adult / old), or 'latents' + 'labels'. Generator: noise 512 + class
+embedding 64 -> 3 x (Linear 1024 + ReLU) -> Linear 512; Adam 3e-4 (embeddings 1e-3),
+cosine decay, gradient clip 5; 682 generated and 682 positive latents per class per step
+(batch 4096), 5000 steps; tau in {0.1, 1, 10} on squared distances; Sinkhorn T = 61
+against the two-sided baseline; evaluation: 1000 generated vs 1000 held-out latents per
+class (W2^2 and latent Frechet distance). Needs an accelerator at this batch. Without a
+path, the run stops with a message; configs/latents.py runs the same pipeline offline.
+``smoke`` checks a file and the pipeline in seconds (small model, 10 steps).
+Short keys: path, keys (class keys in order), tau, taus, steps, seeds, T, algorithm.
+"""
+from configs import latents as latents_config
+from sdrift_jax import config_lib
+
+ALIASES = dict(latents_config.ALIASES, path="data.path", keys="data.class_keys")
+
+
+def get_config(arg=None):
+  flags, assignments = config_lib.parse_variant(arg)
+  config_lib.check_unknown_flags(flags, {"smoke"}, "configs/ffhq_alae.py")
+  c = latents_config.base_config()
+  c.data.source = "npz"
+  c.train = config_lib.train_config(steps=5000, batch_size=682, log_every=100,
+                                    eval_every=1000, checkpoint_every=1000)
+  if "smoke" in flags:
+    c.model.update(noise_dim=8, embed_dim=4, hidden=32, depth=2)
+    c.train.update(steps=10, batch_size=16, log_every=5, eval_every=10, checkpoint_every=10)
+    c.eval.num_samples = 64
+    c.drift.T = 5
+    c.sweep.taus = (1.0,)
+  tau = assignments.pop("tau", None)
+  if tau is not None:
+    c.sweep.taus = (float(tau),)
+  config_lib.apply_assignments(c, assignments, ALIASES)
+  return c
