@@ -28,11 +28,7 @@ def get_config(arg=None):
   c.train = config_lib.train_config(steps=5000, batch_size=682, log_every=100,
                                     eval_every=1000, checkpoint_every=1000)
   if "smoke" in flags:
-    c.model.update(noise_dim=8, embed_dim=4, hidden=32, depth=2)
-    c.train.update(steps=10, batch_size=16, log_every=5, eval_every=10, checkpoint_every=10)
-    c.eval.num_samples = 64
-    c.drift.T = 5
-    c.sweep.taus = (1.0,)
+    latents_config.make_smoke(c)
   tau = assignments.pop("tau", None)
   if tau is not None:
     c.sweep.taus = (float(tau),)

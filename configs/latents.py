@@ -41,6 +41,15 @@ def base_config():
   return c
 
 
+def make_smoke(c):
+  """A few steps of a small model: the pipeline end to end in seconds."""
+  c.model.update(noise_dim=8, embed_dim=4, hidden=32, depth=2)
+  c.train.update(steps=10, batch_size=16, log_every=5, eval_every=10, checkpoint_every=10)
+  c.eval.num_samples = 64
+  c.drift.T = 5
+  c.sweep.taus = (1.0,)
+
+
 def get_config(arg=None):
   flags, assignments = config_lib.parse_variant(arg)
   config_lib.check_unknown_flags(flags, {"smoke"}, "configs/latents.py")
@@ -49,11 +58,7 @@ def get_config(arg=None):
                                     eval_every=500, checkpoint_every=500)
   if "smoke" in flags:
     c.data.update(num_classes=3, dim=16, rank=4, train_per_class=200)
-    c.model.update(noise_dim=8, embed_dim=4, hidden=32, depth=2)
-    c.train.update(steps=10, batch_size=16, log_every=5, eval_every=10, checkpoint_every=10)
-    c.eval.num_samples = 64
-    c.drift.T = 5
-    c.sweep.taus = (1.0,)
+    make_smoke(c)
   tau = assignments.pop("tau", None)
   if tau is not None:
     c.sweep.taus = (float(tau),)

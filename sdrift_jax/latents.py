@@ -17,8 +17,6 @@ import os
 import time
 
 import jax
-import jax.numpy as jnp
-import ml_collections
 import numpy as np
 
 from sdrift_jax import frechet
@@ -59,39 +57,18 @@ def load_data(config):
 
 
 def make_problem(train, held, name="latents") -> train_lib.Problem:
-  """Positives drawn per class with replacement; Frechet distance as an extra metric."""
-  counts = np.array([len(t) for t in train])
-  dim = train[0].shape[1]
-  padded = np.zeros((len(train), counts.max(), dim), np.float32)
-  for c, t in enumerate(train):
-    padded[c, : len(t)] = t
-  padded_j, counts_j = jnp.asarray(padded), jnp.asarray(counts)
-
-  def sample_positives(key, n):
-    u = jax.random.uniform(key, (len(train), n))
-    idx = jnp.minimum((u * counts_j[:, None]).astype(jnp.int32), counts_j[:, None] - 1)
-    return jnp.take_along_axis(padded_j, idx[..., None], axis=1)
-
+  """One group per class; the latent Frechet distance as an extra metric."""
   def frechet_per_seed(samples):  # [S, G, n, dim] -> {"frechet": [S]}
     return dict(frechet=[float(np.mean([frechet.frechet_distance(seed[g], held[g])
                                         for g in range(len(held))])) for seed in samples])
 
-  return train_lib.Problem(dim=dim, sample_positives=sample_positives,
-                           eval_data=tuple(held), name=name, num_classes=len(train),
-                           extra_eval=frechet_per_seed)
+  return train_lib.class_conditional_problem(train, held, name=name,
+                                             extra_eval=frechet_per_seed)
 
 
 def setting_config(config, tau: float, method: str):
-  if method not in METHODS:
-    raise ValueError(f"unknown method {method!r} in config.sweep.methods: expected {METHODS}")
-  sub = ml_collections.ConfigDict(config.to_dict())
+  sub = train_lib.method_config(config, method, METHODS)
   sub.drift.tau = float(tau)
-  if method == "baseline":
-    sub.drift.normalization = config.baseline.normalization
-    sub.drift.mask_self = bool(config.baseline.mask_self)
-  else:
-    sub.drift.normalization = "sinkhorn"
-    sub.drift.mask_self = False
   return sub
 
 

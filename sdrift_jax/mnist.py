@@ -18,7 +18,6 @@ import time
 
 import jax
 import jax.numpy as jnp
-import ml_collections
 import numpy as np
 import optax
 from flax import nnx
@@ -144,24 +143,10 @@ def make_problem(latents_train, labels_train, latents_test, labels_test, space: 
                  name: str = "mnist") -> train_lib.Problem:
   """Class-conditional latent problem: positives drawn per class with replacement."""
   classes = range(10)
-  per_class = [np.asarray(latents_train[labels_train == c]) for c in classes]
-  counts = np.array([len(p) for p in per_class])
-  if counts.min() < 1:
-    raise ValueError(f"every class needs training latents; counts {counts.tolist()}")
-  padded = np.zeros((10, counts.max(), per_class[0].shape[1]), np.float32)
-  for c, p in enumerate(per_class):
-    padded[c, : len(p)] = p
-  padded, counts_j = jnp.asarray(padded), jnp.asarray(counts)
-
-  def sample_positives(key, n):
-    u = jax.random.uniform(key, (10, n))
-    idx = jnp.minimum((u * counts_j[:, None]).astype(jnp.int32), counts_j[:, None] - 1)
-    return jnp.take_along_axis(padded, idx[..., None], axis=1)
-
-  eval_data = tuple(np.asarray(latents_test[labels_test == c]) for c in classes)
-  return train_lib.Problem(dim=padded.shape[-1], sample_positives=sample_positives,
-                           eval_data=eval_data, name=name, num_classes=10,
-                           extra_eval=space.accuracy)
+  return train_lib.class_conditional_problem(
+      [np.asarray(latents_train[labels_train == c]) for c in classes],
+      [np.asarray(latents_test[labels_test == c]) for c in classes],
+      name=name, extra_eval=space.accuracy)
 
 
 def setting_config(config, kernel: str, tau: float, method: str):
@@ -169,17 +154,9 @@ def setting_config(config, kernel: str, tau: float, method: str):
   if kernel not in KERNELS:
     raise ValueError(f"unknown kernel {kernel!r} in config.sweep.kernels: expected "
                      f"{tuple(KERNELS)}")
-  if method not in METHODS:
-    raise ValueError(f"unknown method {method!r} in config.sweep.methods: expected {METHODS}")
-  sub = ml_collections.ConfigDict(config.to_dict())
+  sub = train_lib.method_config(config, method, METHODS)
   sub.drift.cost = KERNELS[kernel]
   sub.drift.tau = float(tau)
-  if method == "baseline":
-    sub.drift.normalization = config.baseline.normalization
-    sub.drift.mask_self = bool(config.baseline.mask_self)
-  else:
-    sub.drift.normalization = "sinkhorn"
-    sub.drift.mask_self = False
   return sub
 
 

@@ -148,6 +148,49 @@ class Problem:
     return list(self.eval_data) if self.num_classes else [self.eval_data]
 
 
+def class_conditional_problem(per_class_train, eval_sets, name: str = "data",
+                              extra_eval=None) -> Problem:
+  """A :class:`Problem` with one group per class; positives drawn with replacement.
+
+  Args:
+    per_class_train: list of ``C`` arrays ``[N_c, dim]`` (ragged ``N_c`` allowed).
+    eval_sets: list of ``C`` held-out arrays ``[M_c, dim]``.
+    name: label for logs.
+    extra_eval: see :class:`Problem`.
+  """
+  counts = np.array([len(t) for t in per_class_train])
+  if counts.min() < 1:
+    raise ValueError(f"every class needs training samples; counts {counts.tolist()}")
+  dim = per_class_train[0].shape[1]
+  padded = np.zeros((len(per_class_train), counts.max(), dim), np.float32)
+  for c, t in enumerate(per_class_train):
+    padded[c, : len(t)] = t
+  padded_j, counts_j = jnp.asarray(padded), jnp.asarray(counts)
+
+  def sample_positives(key, n):
+    u = jax.random.uniform(key, (len(counts), n))
+    idx = jnp.minimum((u * counts_j[:, None]).astype(jnp.int32), counts_j[:, None] - 1)
+    return jnp.take_along_axis(padded_j, idx[..., None], axis=1)
+
+  return Problem(dim=dim, sample_positives=sample_positives, eval_data=tuple(eval_sets),
+                 name=name, num_classes=len(counts), extra_eval=extra_eval)
+
+
+def method_config(config, method: str, methods=("baseline", "sinkhorn")):
+  """A copy of ``config`` whose drift is the sweep ``method``: ``'baseline'`` takes
+  ``config.baseline`` (normalization, mask_self), ``'sinkhorn'`` the unmasked Sinkhorn."""
+  if method not in methods:
+    raise ValueError(f"unknown method {method!r} in config.sweep.methods: expected {methods}")
+  sub = ml_collections.ConfigDict(config.to_dict())
+  if method == "baseline":
+    sub.drift.normalization = config.baseline.normalization
+    sub.drift.mask_self = bool(config.baseline.mask_self)
+  else:
+    sub.drift.normalization = "sinkhorn"
+    sub.drift.mask_self = False
+  return sub
+
+
 class Trainer:
   """Builds the pure functions of a run from its config."""
 
