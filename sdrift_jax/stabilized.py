@@ -66,10 +66,11 @@ def _batched_coupling(logits, log_a, log_b, T, bound, exact_sum):
   Half-steps are counted by ``t`` (``t`` done so far): step ``t + 1`` is a row step when
   ``t`` is even and a column step when ``t`` is odd. Only the column scaling after the
   last column step (``t_end = 2 (T // 2)``) matters: the final row step of an odd ``T``
-  is the row normalization. ``K`` is built once from ``(f, g)`` (one exp pass); the inner
-  loop runs matrix-vector half-steps on it (a loop constant, never copied) until done or
-  until a scaling leaves its bounds; the outer loop then redoes that half-step in the log
-  domain, absorbs the scalings into ``(f, g)`` and rebuilds ``K``.
+  is the row normalization. ``K`` is built from ``(f, g)`` (one exp pass); the inner loop
+  runs matrix-vector half-steps on it (a constant of that loop, not copied per step) until
+  done or until a scaling leaves its bounds; the outer loop then absorbs the scalings
+  into ``(f, g)`` (redoing the half-step in the log domain first if it was not exact) and
+  rebuilds ``K``. The outer loop carries ``K`` so that the final normalization reuses it.
   """
   a, b = jnp.exp(log_a), jnp.exp(log_b)
   t_end = 2 * (T // 2)
