@@ -180,8 +180,9 @@ def _positive(w) -> bool:
   return bool(np.all(np.asarray(w) > 0))
 
 
+@functools.lru_cache(maxsize=None)
 def memory_budget_bytes() -> int:
-  """Half the memory of the default device (GPU/TPU limit, or host RAM on CPU)."""
+  """Half the memory of the default device (GPU/TPU limit, or host RAM on CPU); read once."""
   try:
     stats = jax.devices()[0].memory_stats() or {}
   except Exception:  # pylint: disable=broad-except
