@@ -17,6 +17,7 @@ import time
 from typing import Any, Callable, NamedTuple, Optional
 
 import jax
+from jax.sharding import NamedSharding, PartitionSpec
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
@@ -148,6 +149,44 @@ class Problem:
     return list(self.eval_data) if self.num_classes else [self.eval_data]
 
 
+def make_mesh(parallel_config, groups: int, batch: int):
+  """``(mesh, spec)`` for ``config.parallel``, or ``(None, None)`` on one device.
+
+  ``parallel.devices``: how many devices (0: all); ``parallel.coupling``: ``'per_group'``
+  shards the group (class) axis, so each device couples the classes it holds (the same
+  maths as one device; needs ``groups`` divisible by the device count); ``'global'``
+  shards the batch axis within each group, and XLA gathers what the couplings need.
+  Parameters are replicated. The mesh axis is ``Auto`` (``jax.make_mesh`` defaults to
+  ``Explicit``, under which the pairwise cost of two batch-sharded arrays does not
+  compile).
+  """
+  if parallel_config is None:
+    return None, None
+  coupling = parallel_config.get("coupling", "per_group")
+  if coupling not in ("per_group", "global"):
+    raise ValueError(f"unknown config.parallel.coupling {coupling!r}: expected "
+                     "'per_group' or 'global'")
+  n = int(parallel_config.get("devices", 0)) or jax.device_count()
+  if n > jax.device_count():
+    raise ValueError(f"config.parallel.devices = {n} but only {jax.device_count()} "
+                     "device(s) are visible")
+  if n == 1:
+    return None, None
+  if coupling == "per_group":
+    if groups % n:
+      raise ValueError(f"config.parallel.coupling='per_group' shards the {groups} groups "
+                       f"(classes) over {n} devices: not divisible; use 'global'")
+    spec = ("data", None)
+  else:
+    if batch % n:
+      raise ValueError(f"config.parallel.coupling='global' shards the batch of {batch} "
+                       f"over {n} devices: not divisible")
+    spec = (None, "data")
+  mesh = jax.make_mesh((n,), ("data",), axis_types=(jax.sharding.AxisType.Auto,),
+                       devices=jax.devices()[:n])
+  return mesh, spec
+
+
 def class_conditional_problem(per_class_train, eval_sets, name: str = "data",
                               extra_eval=None) -> Problem:
   """A :class:`Problem` with one group per class; positives drawn with replacement.
@@ -206,6 +245,7 @@ class Trainer:
     model = models.make_generator(config.model, problem.dim, jax.random.key(0),
                                   num_classes=problem.num_classes)
     self.graphdef, _ = nnx.split(model)
+    self.mesh, self.batch_spec = make_mesh(config.get("parallel"), problem.groups, self.batch)
 
   # -- pure pieces -----------------------------------------------------------------
   def seed_keys(self) -> jax.Array:
@@ -220,7 +260,17 @@ class Trainer:
       params = nnx.split(model)[1]
       return params, self.tx.init(params)
     params, opt_state = jax.jit(jax.vmap(one))(self.seed_keys())
-    return TrainState(params, opt_state, jnp.zeros((), jnp.int32))
+    state = TrainState(params, opt_state, jnp.zeros((), jnp.int32))
+    if self.mesh is not None:  # parameters and optimizer state replicated on every device
+      state = jax.device_put(state, NamedSharding(self.mesh, PartitionSpec()))
+    return state
+
+  def _shard(self, x):
+    """Constrains a per-step ``[G, B, ...]`` array to the mesh (no-op on one device)."""
+    if self.mesh is None:
+      return x
+    spec = PartitionSpec(*self.batch_spec, *([None] * (x.ndim - 2)))
+    return jax.lax.with_sharding_constraint(x, NamedSharding(self.mesh, spec))
 
   def generate(self, params, eps, labels=None):
     return nnx.merge(self.graphdef, params)(eps, labels)
@@ -235,8 +285,9 @@ class Trainer:
   def _step(self, params, opt_state, key):
     k_eps, k_pos = jax.random.split(key)
     G = self.problem.groups
-    eps = jax.random.normal(k_eps, (G, self.batch, self.noise_dim))
-    y_pos = self.problem.sample_positives(k_pos, self.batch).reshape(G, -1, self.problem.dim)
+    eps = self._shard(jax.random.normal(k_eps, (G, self.batch, self.noise_dim)))
+    y_pos = self._shard(
+        self.problem.sample_positives(k_pos, self.batch).reshape(G, -1, self.problem.dim))
     drift = jax.vmap(lambda x, y: drift_lib.drift_field(x, y, x, **self.drift_kw))
 
     def loss_fn(p):
@@ -336,7 +387,8 @@ def write_config(config, workdir: str) -> None:
 
   Keys that do not change what a run computes are not compared: ``train.steps`` (a
   finished run may be extended), ``sweep.*`` (a setting of a sweep is the same run in any
-  sweep) and ``drift.algorithm`` (all algorithms give the same drift to rounding).
+  sweep), ``drift.algorithm`` (all algorithms give the same drift to rounding) and
+  ``parallel.*`` (the device layout gives the same training to float tolerance).
   """
   path = os.path.join(workdir, "config.json")
   text = config.to_json(indent=2, sort_keys=True)
@@ -344,7 +396,7 @@ def write_config(config, workdir: str) -> None:
     with open(path) as f:
       old = json.load(f)
     new = json.loads(text)
-    ignore = ("train.steps", "sweep.", "drift.algorithm")
+    ignore = ("train.steps", "sweep.", "drift.algorithm", "parallel.")
     diff = sorted(k for k in _flatten(old).keys() | _flatten(new).keys()
                   if _flatten(old).get(k) != _flatten(new).get(k)
                   and not any(k == i or (i.endswith(".") and k.startswith(i)) for i in ignore))
