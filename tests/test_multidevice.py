@@ -45,3 +45,37 @@ def test_bad_parallel_configs_name_the_problem():
     train.make_mesh(cfg(devices=jax.device_count() + 1, coupling="global"), 2, 4)
   assert train.make_mesh(cfg(devices=1, coupling="global"), 2, 4) == (None, None)
   assert train.make_mesh(None, 2, 4) == (None, None)
+
+
+def _free_port():
+  import socket
+  with socket.socket() as s:
+    s.bind(("localhost", 0))
+    return s.getsockname()[1]
+
+
+def test_two_localhost_processes_train_like_one(tmp_path):
+  import numpy as np
+  script = os.path.join(ROOT, "tests", "multihost_script.py")
+  single = subprocess.run([sys.executable, script, ROOT, str(tmp_path), "single"],
+                          capture_output=True, text=True, timeout=300)
+  assert single.returncode == 0, single.stderr[-3000:]
+  port = str(_free_port())
+  workers = [subprocess.Popen([sys.executable, script, ROOT, str(tmp_path), "worker", str(i),
+                               port], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for i in range(2)]
+  try:
+    outs = [w.communicate(timeout=300) for w in workers]
+  finally:
+    for w in workers:  # never leave a worker waiting on its peer
+      if w.poll() is None:
+        w.kill()
+  for w, (_, err) in zip(workers, outs):
+    assert w.returncode == 0, err[-3000:]
+  assert all("2 process(es), 4 device(s)" in o for o, _ in outs), outs
+  ref = np.load(tmp_path / "params_single.npz")
+  for i in range(2):
+    got = np.load(tmp_path / f"params_worker{i}.npz")
+    assert list(got.keys()) == list(ref.keys())
+    for k in ref.keys():
+      np.testing.assert_allclose(got[k], ref[k], rtol=1e-5, atol=1e-6)

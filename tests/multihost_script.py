@@ -1,0 +1,46 @@
+"""Run by tests/test_multidevice.py: one training process, or one of two localhost processes.
+
+    python tests/multihost_script.py ROOT OUT single
+    python tests/multihost_script.py ROOT OUT worker PROCESS_ID PORT
+
+Workers join a 2-process job through ``jax.distributed.initialize`` (coordinator on
+localhost, gloo CPU collectives, 2 CPU devices each: a 4-device mesh, classes sharded
+per group). Each process writes its final parameters to ``OUT/params_<name>.npz``.
+"""
+import sys
+
+import jax
+import numpy as np
+
+root, out, mode = sys.argv[1:4]
+if mode == "worker":
+  pid, port = int(sys.argv[4]), sys.argv[5]
+  jax.config.update("jax_num_cpu_devices", 2)
+  jax.config.update("jax_cpu_collectives_implementation", "gloo")
+  jax.distributed.initialize(coordinator_address=f"localhost:{port}", num_processes=2,
+                             process_id=pid)
+sys.path.insert(0, root)
+from configs import latents as latents_config  # noqa: E402
+from sdrift_jax import train  # noqa: E402
+
+rng = np.random.default_rng(0)
+per_class = [rng.normal(size=(100, 4)).astype(np.float32) + 3 * c for c in range(4)]
+held = [rng.normal(size=(20, 4)).astype(np.float32) + 3 * c for c in range(4)]
+config = latents_config.get_config("smoke")
+config.train.batch_size = 16
+config.drift.T = 11
+config.drift.tau = 0.5
+config.parallel.devices = 0 if mode == "worker" else 1
+trainer = train.Trainer(config, train.class_conditional_problem(per_class, held))
+state = trainer.init()
+chunk = trainer.make_chunk(1)
+keys = trainer.seed_keys()
+for _ in range(3):  # one step per call, blocked on
+  state, _ = chunk(state, keys)
+  jax.block_until_ready(state)
+leaves = [np.asarray(x.addressable_data(0)) for x in jax.tree_util.tree_leaves(state.params)]
+name = f"worker{jax.process_index()}" if mode == "worker" else "single"
+np.savez(f"{out}/params_{name}.npz", *leaves)
+print(f"{name}: {jax.process_count()} process(es), {jax.device_count()} device(s)")
+if mode == "worker":
+  jax.distributed.shutdown()
