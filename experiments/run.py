@@ -5,6 +5,11 @@
 
 The workdir defaults to ``workdirs/<config name>[_<variant>]``; running again with the
 same workdir resumes from its last checkpoint.
+
+Multi-host (docs/cluster.md): with ``--distributed`` (or ``SDRIFT_DISTRIBUTED=1``) every
+process calls ``jax.distributed.initialize()`` before anything else touches JAX; with no
+further arguments JAX finds the coordinator itself on SLURM, Open MPI and Cloud TPU, or
+from ``--coordinator_address``, ``--num_processes`` and ``--process_id``.
 """
 import logging
 import os
@@ -17,6 +22,11 @@ from ml_collections import config_flags
 config_flags.DEFINE_config_file("config", None, "Config file (configs/*.py[:variant]).",
                                 lock_config=True)
 flags.DEFINE_string("workdir", None, "Output directory (default: workdirs/<config>).")
+flags.DEFINE_bool("distributed", os.environ.get("SDRIFT_DISTRIBUTED") == "1",
+                  "Call jax.distributed.initialize() (multi-host jobs).")
+flags.DEFINE_string("coordinator_address", None, "host:port of process 0 (multi-host).")
+flags.DEFINE_integer("num_processes", None, "Number of processes (multi-host).")
+flags.DEFINE_integer("process_id", None, "This process's index (multi-host).")
 flags.mark_flags_as_required(["config"])
 FLAGS = flags.FLAGS
 
@@ -45,6 +55,14 @@ def main(argv):
   logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(message)s",
                       datefmt="%H:%M:%S", stream=sys.stderr, force=True)
   logging.getLogger("sdrift_jax").setLevel(logging.INFO)
+  if FLAGS.distributed:
+    import jax
+    jax.distributed.initialize(coordinator_address=FLAGS.coordinator_address,
+                               num_processes=FLAGS.num_processes,
+                               process_id=FLAGS.process_id)
+    logging.getLogger("sdrift_jax").info(
+        "process %d of %d, %d local / %d global devices", jax.process_index(),
+        jax.process_count(), jax.local_device_count(), jax.device_count())
   from sdrift_jax import runner, train
   config_arg = _config_argument(sys.argv)
   workdir = FLAGS.workdir or default_workdir(config_arg)
@@ -53,7 +71,9 @@ def main(argv):
   except train.NonFiniteLossError as e:
     logging.getLogger("sdrift_jax").error("%s", e)
     sys.exit(1)
-  print(f"outputs in {os.path.abspath(workdir)}")
+  import jax
+  if jax.process_index() == 0:
+    print(f"outputs in {os.path.abspath(workdir)}")
 
 
 if __name__ == "__main__":

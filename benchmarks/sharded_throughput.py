@@ -1,0 +1,72 @@
+"""Steps per second of the sharded train step on 1, 2, 4, 8 devices.
+
+On a CPU the devices are fake (``--fake_cpu_devices 8``): they share the host's cores, so
+the numbers show the overhead of partitioning and collectives, not a speed-up. On a GPU
+or TPU host, run it without that flag. The problem: the class-conditional latent
+generator of configs/latents.py (8 classes, D = 64 here, 64 per class per step, T = 61),
+drift coupled per group (each device owns whole classes) or globally.
+
+    python -m benchmarks.sharded_throughput --fake_cpu_devices 8 --out docs/benchmarks/sharded_cpu.md
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+
+
+def main(argv=None):
+  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  parser.add_argument("--fake_cpu_devices", type=int, default=0)
+  parser.add_argument("--dim", type=int, default=64)
+  parser.add_argument("--batch", type=int, default=64)
+  parser.add_argument("--steps", type=int, default=10)
+  parser.add_argument("--out", default=None)
+  args = parser.parse_args(argv)
+  import jax
+  if args.fake_cpu_devices:
+    jax.config.update("jax_num_cpu_devices", args.fake_cpu_devices)
+  import numpy as np
+  from benchmarks.common import machine_description
+  from configs import latents as latents_config
+  from sdrift_jax import train
+
+  rng = np.random.default_rng(0)
+  per_class = [rng.normal(size=(500, args.dim)).astype(np.float32) + c for c in range(8)]
+  held = [rng.normal(size=(50, args.dim)).astype(np.float32) + c for c in range(8)]
+  problem = train.class_conditional_problem(per_class, held)
+  rows = []
+  for coupling in ("per_group", "global"):
+    for n in (1, 2, 4, 8):
+      if n > jax.device_count():
+        continue
+      config = latents_config.get_config()
+      config.model.update(noise_dim=args.dim, embed_dim=16, hidden=256)
+      config.train.batch_size = args.batch
+      config.parallel.update(devices=n, coupling=coupling)
+      trainer = train.Trainer(config, problem)
+      state = trainer.init()
+      chunk = trainer.make_chunk(1)
+      keys = trainer.seed_keys()
+      state, _ = chunk(state, keys)
+      jax.block_until_ready(state)
+      t0 = time.perf_counter()
+      for _ in range(args.steps):  # blocked per step
+        state, _ = chunk(state, keys)
+        jax.block_until_ready(state)
+      rate = args.steps / (time.perf_counter() - t0)
+      rows.append((coupling, n, rate))
+      print(f"{coupling} {n} devices: {rate:.2f} steps/s", flush=True)
+  lines = [f"Machine: {machine_description()}", "",
+           "Command: `python -m benchmarks.sharded_throughput " + " ".join(argv or sys.argv[1:]) + "`",
+           "", "| coupling | devices | steps/s |", "|---|---:|---:|"]
+  lines += [f"| {c} | {n} | {r:.2f} |" for c, n, r in rows]
+  table = "\n".join(lines) + "\n"
+  print(table)
+  if args.out:
+    with open(args.out, "w") as f:
+      f.write(table)
+
+
+if __name__ == "__main__":
+  main()
