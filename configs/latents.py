@@ -8,8 +8,8 @@ tau in {0.1, 1, 10}) on a stand-in that ships: 6 classes of 512-d latents, class
 from N(mean_c, A_c A_c^T + 0.09 I) with A_c of rank 16 (sdrift_jax.data.latents), so
 W2^2 and Frechet distances against fresh held-out draws mean something. Sized for a CPU:
 the paper's generator (noise 512 + class embedding 64, three Linear(1024) + ReLU) and
-optimizer (Adam 3e-4, embeddings 1e-3, cosine, clip 5), but 128 latents per class per
-step and 1000 steps instead of 682 and 5000. Short keys: tau, taus, steps, batch, seeds,
+optimizer (Adam 3e-4, embeddings 1e-3, cosine, clip 5), but 64 latents per class per
+step and 600 steps instead of 682 and 5000. Short keys: tau, taus, steps, batch, seeds,
 T, algorithm, devices, coupling.
 """
 import ml_collections
@@ -59,8 +59,8 @@ def get_config(arg=None):
   flags, assignments = config_lib.parse_variant(arg)
   config_lib.check_unknown_flags(flags, {"smoke"}, "configs/latents.py")
   c = base_config()
-  c.train = config_lib.train_config(steps=1000, batch_size=128, log_every=100,
-                                    eval_every=500, checkpoint_every=500)
+  c.train = config_lib.train_config(steps=600, batch_size=64, log_every=100,
+                                    eval_every=300, checkpoint_every=300)
   if "smoke" in flags:
     c.data.update(num_classes=3, dim=16, rank=4, train_per_class=200)
     make_smoke(c)
