@@ -30,3 +30,20 @@ def machine_description() -> str:
   import os
   return (f"{dev.platform} ({kind}), {len(jax.devices())} device(s), "
           f"{os.cpu_count()} host cores, jax {jax.__version__}, Python {platform.python_version()}")
+
+
+def write_markdown_table(module: str, argv, header: list[str], rows: list[list[str]],
+                         out: str | None) -> str:
+  """Prints (and writes to ``out``) a table headed by the machine and the command."""
+  import sys
+  aligns = ["---"] + ["---:"] * (len(header) - 1)
+  lines = [f"Machine: {machine_description()}", "",
+           f"Command: `python -m {module} " + " ".join(argv or sys.argv[1:]) + "`", "",
+           "| " + " | ".join(header) + " |", "|" + "|".join(aligns) + "|"]
+  lines += ["| " + " | ".join(r) + " |" for r in rows]
+  table = "\n".join(lines) + "\n"
+  print(table)
+  if out:
+    with open(out, "w") as f:
+      f.write(table)
+  return table

@@ -11,7 +11,6 @@ drift coupled per group (each device owns whole classes) or globally.
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 
 
@@ -27,7 +26,7 @@ def main(argv=None):
   if args.fake_cpu_devices:
     jax.config.update("jax_num_cpu_devices", args.fake_cpu_devices)
   import numpy as np
-  from benchmarks.common import machine_description
+  from benchmarks.common import write_markdown_table
   from configs import latents as latents_config
   from sdrift_jax import train
 
@@ -57,16 +56,8 @@ def main(argv=None):
       rate = args.steps / (time.perf_counter() - t0)
       rows.append((coupling, n, rate))
       print(f"{coupling} {n} devices: {rate:.2f} steps/s", flush=True)
-  lines = [f"Machine: {machine_description()}", "",
-           "Command: `python -m benchmarks.sharded_throughput " + " ".join(argv or sys.argv[1:]) + "`",
-           "", "| coupling | devices | steps/s |", "|---|---:|---:|"]
-  lines += [f"| {c} | {n} | {r:.2f} |" for c, n, r in rows]
-  table = "\n".join(lines) + "\n"
-  print(table)
-  if args.out:
-    with open(args.out, "w") as f:
-      f.write(table)
-
+  write_markdown_table("benchmarks.sharded_throughput", argv, ["coupling", "devices", "steps/s"],
+                       [[c, str(n), f"{r:.2f}"] for c, n, r in rows], args.out)
 
 if __name__ == "__main__":
   main()

@@ -13,14 +13,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from benchmarks.common import machine_description
+from benchmarks.common import write_markdown_table
 from configs import mnist as mnist_config
 from configs import toy as toy_config
 from sdrift_jax import toy
@@ -90,18 +89,11 @@ def main(argv=None):
       row[algorithm] = steps_per_second(config, problem, algorithm, args.chunk, args.repeats)
     rows.append(row)
     print(json.dumps(row), flush=True)
-  lines = [f"Machine: {machine_description()}", "",
-           "Command: `python -m benchmarks.train_speed " + " ".join(argv or sys.argv[1:]) + "`",
-           "", "| run | steps/s, log domain (before) | steps/s, default (after) | speed-up |",
-           "|---|---:|---:|---:|"]
-  for r in rows:
-    lines.append(f"| {r['case']} | {r['log']:.1f} | {r['auto']:.1f} | {r['auto'] / r['log']:.2f} |")
-  table = "\n".join(lines) + "\n"
-  print(table)
-  if args.out:
-    with open(args.out, "w") as f:
-      f.write(table)
-
+  write_markdown_table(
+      "benchmarks.train_speed", argv,
+      ["run", "steps/s, log domain (before)", "steps/s, default (after)", "speed-up"],
+      [[r["case"], f"{r['log']:.1f}", f"{r['auto']:.1f}", f"{r['auto'] / r['log']:.2f}"]
+       for r in rows], args.out)
 
 if __name__ == "__main__":
   main()
