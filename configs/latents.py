@@ -10,7 +10,7 @@ W2^2 and Frechet distances against fresh held-out draws mean something. Sized fo
 the paper's generator (noise 512 + class embedding 64, three Linear(1024) + ReLU) and
 optimizer (Adam 3e-4, embeddings 1e-3, cosine, clip 5), but 64 latents per class per
 step and 600 steps instead of 682 and 5000. Short keys: tau, taus, steps, batch, seeds,
-T, algorithm, devices, coupling.
+T, algorithm, devices, coupling, decoder, features.
 """
 import ml_collections
 
@@ -18,7 +18,8 @@ from sdrift_jax import config_lib
 
 ALIASES = {"devices": "parallel.devices", "coupling": "parallel.coupling",
            "taus": "sweep.taus", "steps": "train.steps", "batch": "train.batch_size",
-           "seeds": "train.num_seeds", "T": "drift.T", "algorithm": "drift.algorithm"}
+           "seeds": "train.num_seeds", "T": "drift.T", "algorithm": "drift.algorithm",
+           "decoder": "eval.decoder", "features": "eval.features"}
 
 
 def base_config():
@@ -37,11 +38,14 @@ def base_config():
   c.baseline = ml_collections.ConfigDict(dict(normalization="two_sided_joint", mask_self=True))
   c.optim = config_lib.optimizer_config("adam", 3e-4, embed_learning_rate=1e-3,
                                         clip_norm=5.0, schedule="cosine")
-  c.eval = ml_collections.ConfigDict(dict(num_samples=1000))
+  # FID of decoded images: decoder and features are 'module:function' (importable from
+  # the working directory), latents [n, D] -> images and images -> features [n, k].
+  c.eval = ml_collections.ConfigDict(dict(num_samples=1000, decoder="", features="",
+                                          fid_batch=250))
   # devices: 0 = all visible; per_group puts whole classes on each device (same maths as
   # one device; the class count must divide by the device count), global shards each
   # class's batch and lets XLA gather what the couplings need.
-  c.parallel = ml_collections.ConfigDict(dict(devices=1, coupling="per_group"))
+  c.parallel = config_lib.parallel_config("per_group")
   c.sweep = ml_collections.ConfigDict(dict(taus=(0.1, 1.0, 10.0), methods=("baseline", "sinkhorn")))
   return c
 

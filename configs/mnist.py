@@ -16,7 +16,7 @@ FC 3136-128-6, Adam 1e-3, batch 256, 50 epochs; classifier: small CNN. Both are 
 positives per class per step. Full MNIST: ``source=tfds`` (``download=True`` to fetch),
 ``source=npz`` (Keras mnist.npz) or ``source=idx`` (directory of the IDX files).
 Short keys: source, path, download, tau, taus, kernels, methods, steps, seeds, T,
-algorithm.
+algorithm, devices, coupling.
 """
 import ml_collections
 
@@ -26,7 +26,8 @@ TAUS = (0.005, 0.01, 0.02, 0.025, 0.03, 0.04, 0.05, 0.1)
 ALIASES = {"source": "data.source", "path": "data.path", "download": "data.download",
            "taus": "sweep.taus", "kernels": "sweep.kernels", "methods": "sweep.methods",
            "steps": "train.steps", "seeds": "train.num_seeds", "T": "drift.T",
-           "algorithm": "drift.algorithm"}
+           "algorithm": "drift.algorithm", "devices": "parallel.devices",
+           "coupling": "parallel.coupling"}
 
 
 def get_config(arg=None):
@@ -52,6 +53,8 @@ def get_config(arg=None):
   c.train = config_lib.train_config(steps=5000, batch_size=64, log_every=250,
                                     eval_every=1000, checkpoint_every=1000)
   c.eval = ml_collections.ConfigDict(dict(num_samples=1000))
+  # 10 classes: per_group on 2, 5 or 10 devices (whole classes per device), else global.
+  c.parallel = config_lib.parallel_config("per_group")
   c.sweep = ml_collections.ConfigDict(dict(kernels=("gaussian",), taus=(0.01,),
                                            methods=("baseline", "sinkhorn")))
   if "table1" in flags:

@@ -13,7 +13,8 @@ noise (width 256, ReLU: the paper gives no width), Adam 1e-3, batch N = 500, 500
 Sinkhorn T = 41 (the reference code's 20 iterations); W2^2 by exact OT on 1000 samples
 every 100 steps. ``reference`` switches to the reference code's toy model: residual MLP
 with LayerNorm (hidden 256, 6 blocks, noise 16), AdamW 2e-4, and the self-mask on the
-baselines. Short keys: target, tau, T, normalization, cost, steps, seeds, batch, lr, algorithm.
+baselines. Short keys: target, tau, T, normalization, cost, steps, seeds, batch, lr, algorithm,
+devices.
 """
 import ml_collections
 
@@ -22,8 +23,8 @@ from sdrift_jax import config_lib
 ALIASES = {"target": "data.target", "tau": "drift.tau", "T": "drift.T",
            "normalization": "drift.normalization", "cost": "drift.cost",
            "steps": "train.steps", "seeds": "train.num_seeds", "batch": "train.batch_size",
-           "lr": "optim.learning_rate",
-           "algorithm": "drift.algorithm"}
+           "lr": "optim.learning_rate", "algorithm": "drift.algorithm",
+           "devices": "parallel.devices"}
 
 
 def get_config(arg=None):
@@ -44,6 +45,8 @@ def get_config(arg=None):
   c.train = config_lib.train_config(steps=5000, batch_size=500, log_every=100,
                                     eval_every=100, checkpoint_every=1000)
   c.eval = ml_collections.ConfigDict(dict(num_samples=1000))
+  # One group (unconditional): only the batch can be sharded, so the coupling is global.
+  c.parallel = config_lib.parallel_config("global")
   c.sweep = ml_collections.ConfigDict(dict(
       enabled=False, targets=("8gaussians", "checkerboard"), costs=("sqeuclidean",),
       taus=(0.01, 0.05, 0.1), normalizations=("one_sided", "two_sided", "sinkhorn")))

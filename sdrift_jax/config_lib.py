@@ -116,3 +116,10 @@ def train_config(steps: int, batch_size: int, log_every: int, eval_every: int,
                                         num_seeds=num_seeds, log_every=log_every,
                                         eval_every=eval_every,
                                         checkpoint_every=checkpoint_every))
+
+
+def parallel_config(coupling: str, devices: int = 1) -> ml_collections.ConfigDict:
+  """``config.parallel``: ``devices`` (0 = all visible, 1 = no mesh) and the coupling scope
+  (``'per_group'``: classes sharded, ``'global'``: each group's batch sharded); see
+  :func:`sdrift_jax.train.make_mesh` and docs/cluster.md."""
+  return ml_collections.ConfigDict(dict(devices=devices, coupling=coupling))

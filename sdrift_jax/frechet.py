@@ -5,9 +5,14 @@ float64 with symmetric eigendecompositions only: ``S_1^{1/2} S_2 S_1^{1/2}`` is 
 positive semi-definite, so the trace of its square root is the sum of the square roots
 of its (clipped) eigenvalues. This avoids ``scipy.linalg.sqrtm`` on the non-symmetric
 product ``S_1 S_2`` and its complex round-off. Features come from a user-supplied
-extractor (Inception for FID proper); this module does not ship one.
+extractor (Inception for FID proper); this module does not ship one, but
+:class:`DecodedFID` runs a user's decoder and extractor, named in a config as
+``'module:function'`` (:func:`import_hook`).
 """
 from __future__ import annotations
+
+import importlib
+from typing import Callable, Optional
 
 import numpy as np
 
@@ -55,3 +60,69 @@ def frechet_distance(features1, features2) -> float:
     raise ValueError(f"feature dimensions differ: {f1.shape[1]} and {f2.shape[1]}")
   return gaussian_frechet_distance(f1.mean(0), np.cov(f1, rowvar=False),
                                    f2.mean(0), np.cov(f2, rowvar=False))
+
+
+def import_hook(spec: str, key: str) -> Callable:
+  """The callable named ``'package.module:function'`` (a config field's value).
+
+  Raises:
+    ValueError: naming ``key`` when the spec is malformed, the module cannot be imported,
+      or the attribute is missing or not callable.
+  """
+  module_name, sep, attr = str(spec).partition(":")
+  if not sep or not module_name or not attr:
+    raise ValueError(f"{key} = {spec!r}: expected 'package.module:function'")
+  try:
+    module = importlib.import_module(module_name)
+  except ImportError as e:
+    raise ValueError(f"{key} = {spec!r}: cannot import {module_name!r} ({e})") from None
+  fn = module
+  for part in attr.split("."):
+    fn = getattr(fn, part, None)
+    if fn is None:
+      raise ValueError(f"{key} = {spec!r}: {module_name!r} has no attribute {attr!r}")
+  if not callable(fn):
+    raise ValueError(f"{key} = {spec!r}: {attr!r} is not callable")
+  return fn
+
+
+class DecodedFID:
+  """FID of decoded latents: ``decoder`` maps latents ``[n, D]`` to images, ``features``
+  maps images to features ``[n, k]`` (Inception pool features for FID proper); both are
+  the user's, called on NumPy arrays in batches of ``batch``.
+
+  ``__call__(generated, reference)`` takes two lists of per-class latent arrays and
+  returns the Frechet distance of their decoded features per class, plus the one of all
+  classes pooled. The reference features are computed once and kept (they are the
+  held-out latents, the same at every evaluation).
+  """
+
+  def __init__(self, decoder: Callable, features: Callable, batch: int = 250):
+    if batch < 1:
+      raise ValueError(f"config.eval.fid_batch must be >= 1, got {batch}")
+    self.decoder, self.features, self.batch = decoder, features, int(batch)
+    self._reference: Optional[list[np.ndarray]] = None
+
+  def featurize(self, latents: np.ndarray) -> np.ndarray:
+    """Decoded features of ``latents [n, D]`` -> ``[n, k]`` float64."""
+    out = []
+    for i in range(0, len(latents), self.batch):
+      z = np.asarray(latents[i:i + self.batch], np.float32)
+      images = np.asarray(self.decoder(z))
+      if images.shape[:1] != (len(z),):
+        raise ValueError(f"config.eval.decoder returned shape {images.shape} for "
+                         f"{len(z)} latents; expected {len(z)} images along axis 0")
+      f = np.asarray(self.features(images), np.float64)
+      if f.ndim != 2 or len(f) != len(z):
+        raise ValueError(f"config.eval.features returned shape {f.shape} for {len(z)} "
+                         "images; expected [n, k]")
+      out.append(f)
+    return np.concatenate(out)
+
+  def __call__(self, generated, reference) -> tuple[list[float], float]:
+    if self._reference is None:
+      self._reference = [self.featurize(r) for r in reference]
+    gen = [self.featurize(g) for g in generated]
+    per_class = [frechet_distance(g, r) for g, r in zip(gen, self._reference)]
+    pooled = frechet_distance(np.concatenate(gen), np.concatenate(self._reference))
+    return per_class, pooled

@@ -5,8 +5,10 @@ positive latents per class, and the drift couples them within each class. Data: 
 ``.npz`` (:func:`sdrift_jax.data.latents.load_latents`: the FFHQ-ALAE layout) or the
 embedded synthetic stand-in of known distribution. Evaluation per class: W2^2 by exact
 OT between generated and held-out latents, and the Frechet distance between Gaussians
-fitted to them (the FID formula applied to latents; FID of decoded images needs the
-user's decoder and feature extractor and is not computed here).
+fitted to them (the FID formula applied to latents), and, when ``config.eval.decoder``
+and ``config.eval.features`` name the user's latent decoder and image feature extractor
+(``'module:function'``), the FID of the decoded generated latents against the decoded
+held-out latents (:class:`sdrift_jax.frechet.DecodedFID`).
 """
 from __future__ import annotations
 
@@ -15,6 +17,7 @@ import json
 import logging
 import os
 import time
+from typing import Optional
 
 import jax
 import numpy as np
@@ -29,7 +32,13 @@ METHODS = ("baseline", "sinkhorn")
 
 
 def load_data(config):
-  """``(train per class, held-out per class, class names)`` named by ``config.data``."""
+  """``(train per class, held-out per class, class names)`` named by ``config.data``.
+
+  From an ``.npz`` the held-out latents are read now and the training latents are row
+  views, read when the trainer places them on its devices: in a multi-host job each
+  process reads only the rows its devices hold (sdrift_jax.train.PositiveTable). The
+  synthetic set is a function of its seed; every process draws it.
+  """
   d = config.data
   n_eval = int(config.eval.num_samples)
   if d.source == "synthetic":
@@ -44,26 +53,47 @@ def load_data(config):
                        "(--config.data.path=/path/to/latents.npz)")
     keys = tuple(d.class_keys) or None
     per_class, names = latents_data.load_latents(
-        d.path, class_keys=keys, min_per_class=int(config.train.batch_size) + 2)
+        d.path, class_keys=keys, min_per_class=int(config.train.batch_size) + 2, lazy=True)
     rng = np.random.default_rng(int(d.split_seed))
     train, held = [], []
-    for arr in per_class:  # held-out: up to eval.num_samples, at most half of the class
-      idx = rng.permutation(len(arr))
-      k = min(n_eval, len(arr) // 2)
-      held.append(arr[idx[:k]])
-      train.append(arr[idx[k:]])
+    for view in per_class:  # held-out: up to eval.num_samples, at most half of the class
+      idx = rng.permutation(len(view))
+      k = min(n_eval, len(view) // 2)
+      held.append(np.asarray(view.subset(idx[:k])))  # every process evaluates: read now
+      train.append(view.subset(idx[k:]))  # read later, by each process only its share
     return train, held, names
   raise ValueError(f"unknown config.data.source {d.source!r}: expected 'synthetic' or 'npz'")
 
 
-def make_problem(train, held, name="latents") -> train_lib.Problem:
-  """One group per class; the latent Frechet distance as an extra metric."""
-  def frechet_per_seed(samples):  # [S, G, n, dim] -> {"frechet": [S]}
-    return dict(frechet=[float(np.mean([frechet.frechet_distance(seed[g], held[g])
-                                        for g in range(len(held))])) for seed in samples])
+def make_fid(eval_config) -> Optional[frechet.DecodedFID]:
+  """The decoded-image FID of ``config.eval`` (``decoder`` and ``features`` given as
+  ``'module:function'``), or ``None`` when neither is set."""
+  decoder, features = eval_config.get("decoder", ""), eval_config.get("features", "")
+  if not decoder and not features:
+    return None
+  if not (decoder and features):
+    missing = "config.eval.features" if decoder else "config.eval.decoder"
+    raise ValueError(f"FID of decoded images needs both config.eval.decoder and "
+                     f"config.eval.features; {missing} is empty")
+  return frechet.DecodedFID(frechet.import_hook(decoder, "config.eval.decoder"),
+                            frechet.import_hook(features, "config.eval.features"),
+                            batch=int(eval_config.get("fid_batch", 250)))
 
-  return train_lib.class_conditional_problem(train, held, name=name,
-                                             extra_eval=frechet_per_seed)
+
+def make_problem(train, held, name="latents", fid=None) -> train_lib.Problem:
+  """One group per class; the latent Frechet distance (and, given ``fid``, the FID of
+  decoded images) as extra metrics."""
+  def extra(samples):  # [S, G, n, dim] -> {name: [S] values}
+    out = dict(frechet=[float(np.mean([frechet.frechet_distance(seed[g], held[g])
+                                       for g in range(len(held))])) for seed in samples])
+    if fid is not None:
+      per_seed = [fid(list(seed), held) for seed in samples]
+      out.update(fid=[float(np.mean(pc)) for pc, _ in per_seed],
+                 fid_pooled=[pooled for _, pooled in per_seed],
+                 fid_per_class=[pc for pc, _ in per_seed])
+    return out
+
+  return train_lib.class_conditional_problem(train, held, name=name, extra_eval=extra)
 
 
 def setting_config(config, tau: float, method: str):
@@ -78,12 +108,13 @@ def run_latents(config, workdir: str) -> list[dict]:
   for tau, method in grid:  # fail before loading or training on a bad setting
     train_lib.check_drift_config(setting_config(config, tau, method).drift)
   train_lib.check_train_config(config.train)
+  fid = make_fid(config.eval)  # a bad hook fails here, before any training
   t_start = time.perf_counter()
   train, held, names = load_data(config)
   log.info("latents: %d classes (%s), D = %d, %s train / %s held-out per class",
            len(train), ", ".join(names), train[0].shape[1], [len(t) for t in train],
            [len(h) for h in held])
-  problem = make_problem(train, held, name=config.data.source)
+  problem = make_problem(train, held, name=config.data.source, fid=fid)
   os.makedirs(workdir, exist_ok=True)
   results = []
   for i, (tau, method) in enumerate(grid):
@@ -94,7 +125,8 @@ def run_latents(config, workdir: str) -> list[dict]:
     history = train_lib.read_metrics(run_dir)
     ev = [r for r in history if "w2" in r][-1]
     results.append(dict(tau=float(tau), method=method, w2=ev["w2"], frechet=ev["frechet"],
-                        w2_per_class=ev.get("w2_per_class"),
+                        w2_per_class=ev.get("w2_per_class"), fid=ev.get("fid"),
+                        fid_pooled=ev.get("fid_pooled"),
                         seconds=train_lib.run_seconds(history, int(sub.train.log_every))))
   if jax.process_index() == 0:
     path = write_table(workdir, results, config, names, time.perf_counter() - t_start)
@@ -103,6 +135,8 @@ def run_latents(config, workdir: str) -> list[dict]:
 
 
 def write_table(workdir, results, config, names, seconds) -> str:
+  with_fid = all(r.get("fid") is not None for r in results)
+  fields = ("w2", "frechet", "fid") if with_fid else ("w2", "frechet")
   def ms(v):
     v = np.asarray(v, np.float64)
     return f"{v.mean():.2f}" if len(v) == 1 else f"{v.mean():.2f} ± {v.std():.2f}"
@@ -112,13 +146,16 @@ def write_table(workdir, results, config, names, seconds) -> str:
       f"{config.train.num_seeds} seed(s); total {seconds:.0f} s.", "",
       "EMD: W2^2 by exact OT between generated and held-out latents, per class, averaged over "
       "classes. FD: Frechet distance of Gaussians fitted to those latents, averaged over "
-      "classes.", "",
-      "| tau | baseline EMD | Sinkhorn EMD | baseline FD | Sinkhorn FD |",
-      "|---:|---:|---:|---:|---:|"]
+      "classes." + (f" FID: Frechet distance of the features ({config.eval.features}) of "
+                    f"the decoded ({config.eval.decoder}) generated and held-out latents, "
+                    "per class, averaged over classes." if with_fid else ""), "",
+      "| tau | baseline EMD | Sinkhorn EMD | baseline FD | Sinkhorn FD |"
+      + (" baseline FID | Sinkhorn FID |" if with_fid else ""),
+      "|---:|---:|---:|---:|---:|" + ("---:|---:|" if with_fid else "")]
   keyed = {(r["tau"], r["method"]): r for r in results}
   for tau in sorted({r["tau"] for r in results}):
     cells = [ms(keyed[(tau, m)][field]) if (tau, m) in keyed else "-"
-             for field in ("w2", "frechet") for m in METHODS]
+             for field in fields for m in METHODS]
     lines.append(f"| {tau:g} | " + " | ".join(cells) + " |")
   path = os.path.join(workdir, "table.md")
   with open(path, "w") as f:

@@ -133,13 +133,17 @@ class Problem:
     num_classes: ``None`` for unconditional generators.
     extra_eval: optional ``samples [S, G, n, dim] -> {name: [S] values}`` run at each
       evaluation (class accuracy for MNIST, say).
+    table: optional :class:`PositiveTable`, the training data as a device array that
+      the trainer shards over its mesh; ``sample_positives`` then takes it as a third
+      argument, ``(key, n, table_arrays)``.
   """
   dim: int
-  sample_positives: Callable[[jax.Array, int], jax.Array]
+  sample_positives: Callable[..., jax.Array]
   eval_data: Any
   name: str = "data"
   num_classes: Optional[int] = None
   extra_eval: Optional[Callable[[np.ndarray], dict]] = None
+  table: Optional["PositiveTable"] = None
 
   @property
   def groups(self) -> int:
@@ -187,32 +191,72 @@ def make_mesh(parallel_config, groups: int, batch: int):
   return mesh, spec
 
 
+class PositiveTable:
+  """Per-class training data, padded to ``[C, rows, dim]``, read shard by shard.
+
+  ``sources`` are ``C`` array-likes ``[N_c, dim]`` that support ``len`` and row slicing:
+  NumPy arrays, memory maps, or :class:`sdrift_jax.data.latents.RowView` s. The trainer
+  places the table on its mesh with ``jax.make_array_from_callback``, which asks each
+  process only for the blocks its own devices hold, and :meth:`read` reads only those
+  rows: per-group coupling shards the class axis (a process reads its classes), global
+  coupling the row axis (a process reads its slice of every class). Sampling inside the
+  step draws the same indices whatever the layout, so the batch does not depend on it.
+  """
+
+  def __init__(self, sources):
+    self.sources = list(sources)
+    self.counts = np.array([len(s) for s in self.sources], np.int32)
+    if len(self.sources) == 0 or self.counts.min() < 1:
+      raise ValueError(f"every class needs training samples; counts {self.counts.tolist()}")
+    dims = {int(s.shape[1]) for s in self.sources}
+    if len(dims) != 1:
+      raise ValueError(f"ragged data dimensions over classes: {sorted(dims)}")
+    self.dim = dims.pop()
+    self.rows_read = 0  # how many data rows this process has read (tests, logs)
+
+  def shape(self, row_multiple: int = 1) -> tuple[int, int, int]:
+    rows = -(-int(self.counts.max()) // row_multiple) * row_multiple
+    return (len(self.sources), rows, self.dim)
+
+  def read(self, index, shape) -> np.ndarray:
+    """The block ``index`` (a tuple of slices, as ``make_array_from_callback`` gives) of the
+    padded table of ``shape``; padding rows are zeros and never sampled."""
+    classes, rows, cols = (index + (slice(None),) * 3)[:3]
+    c_ids = range(*classes.indices(shape[0]))
+    r0, r1, _ = rows.indices(shape[1])
+    out = np.zeros((len(c_ids), r1 - r0, shape[2]), np.float32)
+    for i, c in enumerate(c_ids):
+      hi = min(r1, int(self.counts[c]))
+      if hi > r0:
+        out[i, : hi - r0] = np.asarray(self.sources[c][r0:hi], np.float32)
+        self.rows_read += hi - r0
+    return out[:, :, cols]
+
+
+def sample_from_table(key, n: int, table) -> jax.Array:
+  """``n`` rows per class, uniformly with replacement: ``[C, n, dim]``."""
+  rows, counts = table
+  u = jax.random.uniform(key, (rows.shape[0], n))
+  idx = jnp.minimum((u * counts[:, None]).astype(jnp.int32), counts[:, None] - 1)
+  return jnp.take_along_axis(rows, idx[..., None], axis=1)
+
+
 def class_conditional_problem(per_class_train, eval_sets, name: str = "data",
                               extra_eval=None) -> Problem:
   """A :class:`Problem` with one group per class; positives drawn with replacement.
 
   Args:
-    per_class_train: list of ``C`` arrays ``[N_c, dim]`` (ragged ``N_c`` allowed).
+    per_class_train: ``C`` array-likes ``[N_c, dim]`` (ragged ``N_c`` allowed; lazy row
+      views are read only where a process's devices need them, see
+      :class:`PositiveTable`).
     eval_sets: list of ``C`` held-out arrays ``[M_c, dim]``.
     name: label for logs.
     extra_eval: see :class:`Problem`.
   """
-  counts = np.array([len(t) for t in per_class_train])
-  if counts.min() < 1:
-    raise ValueError(f"every class needs training samples; counts {counts.tolist()}")
-  dim = per_class_train[0].shape[1]
-  padded = np.zeros((len(per_class_train), counts.max(), dim), np.float32)
-  for c, t in enumerate(per_class_train):
-    padded[c, : len(t)] = t
-  padded_j, counts_j = jnp.asarray(padded), jnp.asarray(counts)
-
-  def sample_positives(key, n):
-    u = jax.random.uniform(key, (len(counts), n))
-    idx = jnp.minimum((u * counts_j[:, None]).astype(jnp.int32), counts_j[:, None] - 1)
-    return jnp.take_along_axis(padded_j, idx[..., None], axis=1)
-
-  return Problem(dim=dim, sample_positives=sample_positives, eval_data=tuple(eval_sets),
-                 name=name, num_classes=len(counts), extra_eval=extra_eval)
+  table = PositiveTable(per_class_train)
+  return Problem(dim=table.dim, sample_positives=sample_from_table,
+                 eval_data=tuple(eval_sets), name=name, num_classes=len(table.counts),
+                 extra_eval=extra_eval, table=table)
 
 
 def method_config(config, method: str, methods=("baseline", "sinkhorn")):
@@ -246,6 +290,29 @@ class Trainer:
                                   num_classes=problem.num_classes)
     self.graphdef, _ = nnx.split(model)
     self.mesh, self.batch_spec = make_mesh(config.get("parallel"), problem.groups, self.batch)
+    self._table = None
+
+  def device_table(self):
+    """The problem's :class:`PositiveTable` as ``(rows, counts)`` device arrays (built on
+    first use): rows sharded like the batch (class axis per group, row axis globally),
+    each process reading only its devices' blocks; ``None`` without a table."""
+    table = self.problem.table
+    if table is None or self._table is not None:
+      return self._table
+    if self.mesh is None:
+      shape = table.shape()
+      rows = jnp.asarray(table.read((slice(None),) * 3, shape))
+      self._table = (rows, jnp.asarray(table.counts))
+      return self._table
+    n = self.mesh.devices.size
+    per_group = self.batch_spec[0] is not None
+    shape = table.shape(1 if per_group else n)
+    spec = PartitionSpec("data", None, None) if per_group else PartitionSpec(None, "data", None)
+    rows = jax.make_array_from_callback(shape, NamedSharding(self.mesh, spec),
+                                        lambda index: table.read(index, shape))
+    counts = jax.device_put(table.counts, NamedSharding(self.mesh, PartitionSpec()))
+    self._table = (rows, counts)
+    return self._table
 
   # -- pure pieces -----------------------------------------------------------------
   def seed_keys(self) -> jax.Array:
@@ -282,12 +349,13 @@ class Trainer:
     x = self.generate(params, eps.reshape(G * n, -1), labels)
     return x.reshape(G, n, -1)
 
-  def _step(self, params, opt_state, key):
+  def _step(self, params, opt_state, key, table=None):
     k_eps, k_pos = jax.random.split(key)
     G = self.problem.groups
     eps = self._shard(jax.random.normal(k_eps, (G, self.batch, self.noise_dim)))
-    y_pos = self._shard(
-        self.problem.sample_positives(k_pos, self.batch).reshape(G, -1, self.problem.dim))
+    extra = () if table is None else (table,)
+    y_pos = self._shard(self.problem.sample_positives(k_pos, self.batch, *extra)
+                        .reshape(G, -1, self.problem.dim))
     drift = jax.vmap(lambda x, y: drift_lib.drift_field(x, y, x, **self.drift_kw))
 
     def loss_fn(p):
@@ -301,21 +369,26 @@ class Trainer:
     return params, opt_state, dict(loss=loss, drift_rms=jnp.sqrt(jnp.mean(jnp.sum(V * V, -1))))
 
   def make_chunk(self, length: int):
-    """Jitted ``(state, seed_keys) -> (state, metrics [S, length])`` for ``length`` steps."""
-    def one_seed(params, opt_state, seed_key, step0):
+    """Jitted ``(state, seed_keys) -> (state, metrics [S, length])`` for ``length`` steps.
+
+    The training data table (if any) is an argument of the compiled function, not a
+    constant baked into it, so it keeps its sharding and is not copied per call.
+    """
+    def one_seed(params, opt_state, seed_key, step0, table):
       def body(carry, i):
         p, o = carry
-        p, o, m = self._step(p, o, jax.random.fold_in(seed_key, step0 + i))
+        p, o, m = self._step(p, o, jax.random.fold_in(seed_key, step0 + i), table)
         return (p, o), m
       (params, opt_state), ms = jax.lax.scan(body, (params, opt_state), jnp.arange(length))
       return params, opt_state, ms
 
-    def chunk(state: TrainState, seed_keys):
-      params, opt_state, ms = jax.vmap(one_seed, in_axes=(0, 0, 0, None))(
-          state.params, state.opt_state, seed_keys, state.step)
+    def chunk(state: TrainState, seed_keys, table):
+      params, opt_state, ms = jax.vmap(one_seed, in_axes=(0, 0, 0, None, None))(
+          state.params, state.opt_state, seed_keys, state.step, table)
       return TrainState(params, opt_state, state.step + length), ms
 
-    return jax.jit(chunk, donate_argnums=0)
+    jitted = jax.jit(chunk, donate_argnums=0)
+    return lambda state, seed_keys: jitted(state, seed_keys, self.device_table())
 
   def make_sampler(self):
     """Jitted ``(params [S], eps [G, n, noise]) -> samples [S, G, n, dim]``."""

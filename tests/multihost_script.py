@@ -4,8 +4,10 @@
     python tests/multihost_script.py ROOT OUT worker PROCESS_ID PORT
 
 Workers join a 2-process job through ``jax.distributed.initialize`` (coordinator on
-localhost, gloo CPU collectives, 2 CPU devices each: a 4-device mesh, classes sharded
-per group). Each process writes its final parameters to ``OUT/params_<name>.npz``.
+localhost, gloo CPU collectives, 2 CPU devices each: a 4-device mesh) and train with
+the classes sharded per group, then with the batch sharded globally. Each process writes
+its final parameters to ``OUT/params_<name>_<scope>.npz`` and prints how many training
+rows it read (its share of the data table, of 400).
 """
 import sys
 
@@ -26,21 +28,32 @@ from sdrift_jax import train  # noqa: E402
 rng = np.random.default_rng(0)
 per_class = [rng.normal(size=(100, 4)).astype(np.float32) + 3 * c for c in range(4)]
 held = [rng.normal(size=(20, 4)).astype(np.float32) + 3 * c for c in range(4)]
-config = latents_config.get_config("smoke")
-config.train.batch_size = 16
-config.drift.T = 11
-config.drift.tau = 0.5
-config.parallel.devices = 0 if mode == "worker" else 1
-trainer = train.Trainer(config, train.class_conditional_problem(per_class, held))
-state = trainer.init()
-chunk = trainer.make_chunk(1)
-keys = trainer.seed_keys()
-for _ in range(3):  # one step per call, blocked on
-  state, _ = chunk(state, keys)
-  jax.block_until_ready(state)
-leaves = [np.asarray(x.addressable_data(0)) for x in jax.tree_util.tree_leaves(state.params)]
+
+
+def train_three_steps(coupling):
+  config = latents_config.get_config("smoke")
+  config.train.batch_size = 16
+  config.drift.T = 11
+  config.drift.tau = 0.5
+  config.parallel.devices = 0 if mode == "worker" else 1
+  config.parallel.coupling = coupling
+  problem = train.class_conditional_problem(per_class, held)
+  trainer = train.Trainer(config, problem)
+  state = trainer.init()
+  chunk = trainer.make_chunk(1)
+  keys = trainer.seed_keys()
+  for _ in range(3):  # one step per call, blocked on
+    state, _ = chunk(state, keys)
+    jax.block_until_ready(state)
+  return state, problem.table.rows_read
+
+
 name = f"worker{jax.process_index()}" if mode == "worker" else "single"
-np.savez(f"{out}/params_{name}.npz", *leaves)
+for coupling in (("per_group", "global") if mode == "worker" else ("per_group",)):
+  state, rows_read = train_three_steps(coupling)
+  leaves = [np.asarray(x.addressable_data(0)) for x in jax.tree_util.tree_leaves(state.params)]
+  np.savez(f"{out}/params_{name}_{coupling}.npz", *leaves)
+  print(f"{name} {coupling}: read {rows_read} rows")
 print(f"{name}: {jax.process_count()} process(es), {jax.device_count()} device(s)")
 if mode == "worker":
   jax.distributed.shutdown()

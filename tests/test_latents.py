@@ -1,4 +1,6 @@
 """Latent datasets (issue 5) and the Frechet distance, against closed forms."""
+import os
+
 import numpy as np
 import pytest
 import scipy.linalg
@@ -139,3 +141,119 @@ def test_npz_source_splits_per_class_and_checks_the_batch(tmp_path):
   config = _load_config("ffhq_alae", None)
   with pytest.raises(ValueError, match="config.data.path is empty"):
     latents_exp.load_data(config)
+
+
+@pytest.mark.parametrize("save", [np.savez, np.savez_compressed])
+def test_lazy_npz_reads_rows_on_demand(tmp_path, save):
+  rng = np.random.default_rng(5)
+  a = rng.normal(size=(50, 6)).astype(np.float32)
+  b = np.asfortranarray(rng.normal(size=(40, 6)))  # float64, Fortran order
+  path = str(tmp_path / "lazy.npz")
+  save(path, a=a, b=b)
+  views, names = latents_lib.load_latents(path, lazy=True)
+  assert names == ["a", "b"] and views[0].shape == (50, 6) and len(views[1]) == 40
+  # Uncompressed members are memory-mapped, compressed ones read whole.
+  assert isinstance(views[0]._base, np.memmap) == (save is np.savez)
+  np.testing.assert_array_equal(views[0][10:20], a[10:20])
+  np.testing.assert_array_equal(views[1][[7, 3, 39]], b[[7, 3, 39]].astype(np.float32))
+  sub = views[0].subset(np.array([9, 2, 30]))
+  np.testing.assert_array_equal(sub[1:], a[[2, 30]])
+  np.testing.assert_array_equal(np.asarray(sub.subset(slice(0, 2))), a[[9, 2]])
+  eager, _ = latents_lib.load_latents(path)
+  np.testing.assert_array_equal(eager[1], b.astype(np.float32))
+
+
+def test_lazy_labels_layout_and_nan_reported_when_read(tmp_path):
+  lat = np.arange(40, dtype=np.float32).reshape(10, 4)
+  lat[7, 2] = np.nan
+  lab = np.array([0, 1, 0, 1, 0, 1, 0, 1, 0, 1])
+  path = str(tmp_path / "ll.npz")
+  np.savez(path, latents=lat, labels=lab)
+  views, names = latents_lib.load_latents(path, lazy=True)  # headers only: no error yet
+  np.testing.assert_array_equal(views[0][:], lat[lab == 0])
+  np.testing.assert_array_equal(views[1][:3], lat[[1, 3, 5]])
+  with pytest.raises(ValueError, match="class '1': 1 latent"):
+    views[1][2:4]
+  with pytest.raises(ValueError, match="NaN"):
+    latents_lib.load_latents(path)
+
+
+def test_not_an_npz(tmp_path):
+  path = tmp_path / "x.npz"
+  path.write_text("hello")
+  with pytest.raises(ValueError, match="not an .npz"):
+    latents_lib.load_latents(str(path))
+
+
+def test_positive_table_reads_only_the_block_asked_for():
+  from sdrift_jax import train
+  rng = np.random.default_rng(6)
+  per_class = [rng.normal(size=(n, 3)).astype(np.float32) for n in (5, 9, 7)]
+  table = train.PositiveTable(per_class)
+  shape = table.shape(row_multiple=4)
+  assert shape == (3, 12, 3)
+  block = table.read((slice(1, 3), slice(4, 8), slice(None)), shape)
+  np.testing.assert_array_equal(block[0], per_class[1][4:8])
+  np.testing.assert_array_equal(block[1, :3], per_class[2][4:7])
+  assert np.all(block[1, 3] == 0)  # padding
+  assert table.rows_read == 4 + 3
+  full = table.read((slice(None),) * 3, table.shape())
+  assert full.shape == (3, 9, 3) and table.rows_read == 7 + 21
+  with pytest.raises(ValueError, match="every class needs training samples"):
+    train.PositiveTable([per_class[0], per_class[0][:0]])
+  with pytest.raises(ValueError, match="ragged"):
+    train.PositiveTable([per_class[0], np.zeros((4, 2), np.float32)])
+
+
+def test_decoded_fid_equals_frechet_of_the_decoded_features(monkeypatch):
+  monkeypatch.syspath_prepend(os.path.dirname(os.path.abspath(__file__)))
+  import fid_hooks
+  decode = frechet.import_hook("fid_hooks:decode", "config.eval.decoder")
+  feats = frechet.import_hook("fid_hooks:features", "config.eval.features")
+  rng = np.random.default_rng(7)
+  gen = [rng.normal(size=(30, 5)) + c for c in range(2)]
+  real = [rng.normal(size=(40, 5)) * 1.5 + c for c in range(2)]
+  fid = frechet.DecodedFID(decode, feats, batch=7)
+  per_class, pooled = fid(gen, real)
+  direct = [frechet.frechet_distance(feats(decode(g.astype(np.float32))),
+                                     feats(decode(r.astype(np.float32))))
+            for g, r in zip(gen, real)]
+  np.testing.assert_allclose(per_class, direct, rtol=1e-6)
+  assert pooled == pytest.approx(frechet.frechet_distance(
+      feats(decode(np.concatenate(gen).astype(np.float32))),
+      feats(decode(np.concatenate(real).astype(np.float32)))), rel=1e-6)
+  calls = dict(fid_hooks.CALLS)
+  fid(gen, real)  # reference features are cached: only the 2 x ceil(30 / 7) new batches
+  assert fid_hooks.CALLS["decode"] - calls["decode"] == 10
+  bad = frechet.DecodedFID(decode, frechet.import_hook("fid_hooks:bad_features", "k"))
+  with pytest.raises(ValueError,
+                     match=r"config.eval.features returned shape \(40, 4, 4\) for 40 images"):
+    bad(gen, real)
+
+
+@pytest.mark.parametrize("spec,match", [
+    ("fid_hooks", "expected 'package.module:function'"),
+    ("no_such_module_xyz:f", "cannot import 'no_such_module_xyz'"),
+    ("fid_hooks:nope", "has no attribute 'nope'"),
+    ("fid_hooks:NOT_CALLABLE", "is not callable"),
+])
+def test_bad_fid_hooks_name_the_config_key(monkeypatch, spec, match):
+  monkeypatch.syspath_prepend(os.path.dirname(os.path.abspath(__file__)))
+  with pytest.raises(ValueError, match="config.eval.decoder = .*" + match):
+    frechet.import_hook(spec, "config.eval.decoder")
+
+
+def test_latent_pipeline_reports_decoded_fid(tmp_path, monkeypatch):
+  monkeypatch.syspath_prepend(os.path.dirname(os.path.abspath(__file__)))
+  from sdrift_jax import runner
+  config = _load_config("latents", "smoke,decoder=fid_hooks:decode")
+  with pytest.raises(ValueError, match="config.eval.features is empty"):
+    runner.run(config, str(tmp_path / "bad"))
+  assert not (tmp_path / "bad").exists()  # failed before writing anything
+  config = _load_config("latents",
+                        "smoke,decoder=fid_hooks:decode,features=fid_hooks:features")
+  config.sweep.methods = ("sinkhorn",)
+  results = runner.run(config, str(tmp_path))
+  assert len(results[0]["fid"]) == 1 and np.isfinite(results[0]["fid"][0])
+  table = open(tmp_path / "table.md").read()
+  assert "Sinkhorn FID |" in table and "fid_hooks:features" in table

@@ -73,9 +73,16 @@ def test_two_localhost_processes_train_like_one(tmp_path):
   for w, (_, err) in zip(workers, outs):
     assert w.returncode == 0, err[-3000:]
   assert all("2 process(es), 4 device(s)" in o for o, _ in outs), outs
-  ref = np.load(tmp_path / "params_single.npz")
+  # One process reads all 400 training rows; each of two reads its half: its two classes
+  # (per group) or its half of every class's rows (global).
+  assert "single per_group: read 400 rows" in single.stdout, single.stdout
+  for i, (o, _) in enumerate(outs):
+    assert f"worker{i} per_group: read 200 rows" in o, o
+    assert f"worker{i} global: read 200 rows" in o, o
+  ref = np.load(tmp_path / "params_single_per_group.npz")
   for i in range(2):
-    got = np.load(tmp_path / f"params_worker{i}.npz")
-    assert list(got.keys()) == list(ref.keys())
-    for k in ref.keys():
-      np.testing.assert_allclose(got[k], ref[k], rtol=1e-5, atol=1e-6)
+    for scope in ("per_group", "global"):
+      got = np.load(tmp_path / f"params_worker{i}_{scope}.npz")
+      assert list(got.keys()) == list(ref.keys())
+      for k in ref.keys():
+        np.testing.assert_allclose(got[k], ref[k], rtol=1e-5, atol=1e-6)

@@ -6,6 +6,11 @@ Two on-disk layouts of an ``.npz`` are read:
   classes are the keys in sorted order, or ``class_keys`` in the order given;
 * ``latents [N, D]`` plus integer ``labels [N]`` (classes ``0 .. C - 1``).
 
+With ``lazy=True`` nothing but the array headers is read up front: each class is a
+:class:`RowView` that reads the rows asked for, straight from the file when the member is
+stored uncompressed (``np.savez``; a memory map), so a process of a multi-host job reads
+only its share. Compressed members (``np.savez_compressed``) are read whole on first use.
+
 Since the FFHQ-ALAE latents cannot ship, :func:`synthetic_latents` makes a stand-in of
 the same shape whose distribution is known exactly (a Gaussian per class with a random
 mean and a low-rank-plus-isotropic covariance), so that W2^2 and Frechet distances
@@ -14,27 +19,86 @@ against fresh draws measure something.
 from __future__ import annotations
 
 import os
+import struct
+import zipfile
 from typing import Optional, Sequence
 
 import numpy as np
 
 
-def _check_class(name: str, arr: np.ndarray, dim: Optional[int]) -> np.ndarray:
-  if arr.ndim != 2:
-    raise ValueError(f"class {name!r}: expected an array [N_c, D], got shape {arr.shape}")
-  if not np.issubdtype(arr.dtype, np.floating):
-    raise ValueError(f"class {name!r}: expected floating latents, got dtype {arr.dtype}")
-  if dim is not None and arr.shape[1] != dim:
-    raise ValueError(f"ragged latent dimensions: class {name!r} has D = {arr.shape[1]}, "
-                     f"the first class has D = {dim}")
-  if not np.all(np.isfinite(arr)):
-    bad = int(np.sum(~np.all(np.isfinite(arr), axis=1)))
+def _check_finite(name: str, rows: np.ndarray) -> np.ndarray:
+  if not np.all(np.isfinite(rows)):
+    bad = int(np.sum(~np.all(np.isfinite(rows), axis=1)))
     raise ValueError(f"class {name!r}: {bad} latent(s) contain NaN or inf")
-  return arr.astype(np.float32)
+  return rows
+
+
+class RowView:
+  """The latents of one class, read on demand: ``view[rows]`` -> float32 ``[k, D]``.
+
+  Reads (and checks for NaN/inf, naming the class) only the rows indexed. ``subset``
+  gives a view of some of the rows (a train / held-out split) without reading them.
+  ``np.asarray(view)`` reads all.
+  """
+
+  def __init__(self, name: str, base, index: Optional[np.ndarray] = None):
+    self.name, self._base = name, base
+    self._index = None if index is None else np.asarray(index, np.int64)
+
+  def __len__(self) -> int:
+    return len(self._base) if self._index is None else len(self._index)
+
+  @property
+  def shape(self) -> tuple[int, int]:
+    return (len(self), int(self._base.shape[1]))
+
+  def subset(self, rows) -> "RowView":
+    rows = np.arange(len(self))[rows]
+    return RowView(self.name, self._base, rows if self._index is None else self._index[rows])
+
+  def __getitem__(self, rows) -> np.ndarray:
+    if self._index is not None:
+      rows = self._index[rows]
+      # A memory map reads increasing rows fastest; keep the asked order.
+      order = np.argsort(rows, kind="stable")
+      out = np.empty((len(rows), self.shape[1]), np.float32)
+      out[order] = np.asarray(self._base[rows[order]], np.float32)
+    else:
+      out = np.asarray(self._base[rows], np.float32)
+    return _check_finite(self.name, out)
+
+  def __array__(self, dtype=None, copy=None):
+    out = self[:]
+    return out if dtype is None else out.astype(dtype)
+
+
+def _member(path: str, zf: zipfile.ZipFile, key: str):
+  """The array ``key`` of an open ``.npz``: a read-only memory map when the member is
+  stored uncompressed, else the array read whole."""
+  info = zf.getinfo(key + ".npy")
+  with zf.open(info) as f:
+    version = np.lib.format.read_magic(f)
+    read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                   else np.lib.format.read_array_header_2_0)
+    shape, fortran, dtype = read_header(f)
+    header_len = f.tell()
+  if dtype.hasobject:
+    raise ValueError(f"{path}: array {key!r} holds Python objects; expected numbers")
+  if info.compress_type != zipfile.ZIP_STORED or not shape or 0 in shape:
+    with zf.open(info) as f:
+      return np.lib.format.read_array(f, allow_pickle=False)
+  with open(path, "rb") as raw:  # the member's data start: its local header, then the .npy
+    raw.seek(info.header_offset)
+    local = raw.read(30)
+    name_len, extra_len = struct.unpack("<HH", local[26:30])
+  offset = info.header_offset + 30 + name_len + extra_len + header_len
+  return np.memmap(path, dtype=dtype, mode="r", offset=offset, shape=shape,
+                   order="F" if fortran else "C")
 
 
 def load_latents(path: str, *, class_keys: Optional[Sequence[str]] = None,
-                 min_per_class: int = 1) -> tuple[list[np.ndarray], list[str]]:
+                 min_per_class: int = 1, lazy: bool = False
+                 ) -> tuple[list, list[str]]:
   """Reads a class-conditional latent ``.npz``.
 
   Args:
@@ -42,9 +106,11 @@ def load_latents(path: str, *, class_keys: Optional[Sequence[str]] = None,
     class_keys: for the per-class layout, the keys to use, in class order (default: all
       keys, sorted).
     min_per_class: the fewest latents a class may have (a train batch per class, say).
+    lazy: return :class:`RowView` s that read rows on demand (NaN/inf are then reported
+      when the rows are read) instead of float32 arrays read and checked now.
 
   Returns:
-    ``(per_class, names)``: a list of ``[N_c, D]`` float32 arrays and their class names.
+    ``(per_class, names)``: ``[N_c, D]`` float32 arrays (or row views) and class names.
 
   Raises:
     FileNotFoundError: no such file.
@@ -54,19 +120,25 @@ def load_latents(path: str, *, class_keys: Optional[Sequence[str]] = None,
   if not os.path.exists(path):
     raise FileNotFoundError(f"latent file {path!r} does not exist (expected an .npz with "
                             "one [N_c, D] array per class, or 'latents' and 'labels')")
-  with np.load(path, allow_pickle=False) as z:
-    keys = list(z.keys())
+  try:
+    zf = zipfile.ZipFile(path)
+  except zipfile.BadZipFile:
+    raise ValueError(f"{path}: not an .npz (zip) file") from None
+  with zf:
+    keys = [n[:-4] for n in zf.namelist() if n.endswith(".npy")]
     if "latents" in keys or "labels" in keys:
       if not ("latents" in keys and "labels" in keys):
         raise ValueError(f"{path}: has {'latents' if 'latents' in keys else 'labels'} but "
                          f"not {'labels' if 'latents' in keys else 'latents'}")
-      latents, labels = z["latents"], z["labels"]
+      latents = _member(path, zf, "latents")
+      labels = np.asarray(_member(path, zf, "labels"))
       if labels.ndim != 1 or len(labels) != len(latents):
         raise ValueError(f"{path}: labels must have shape [{len(latents)}], got {labels.shape}")
       if not np.issubdtype(labels.dtype, np.integer) or labels.min() < 0:
         raise ValueError(f"{path}: labels must be non-negative integers")
       names = [str(c) for c in range(int(labels.max()) + 1)]
-      raw = [latents[labels == c] for c in range(len(names))]
+      _check_layout("latents", latents, None)
+      views = [RowView(n, latents, np.flatnonzero(labels == c)) for c, n in enumerate(names)]
     else:
       if class_keys is not None:
         missing = [k for k in class_keys if k not in keys]
@@ -77,16 +149,25 @@ def load_latents(path: str, *, class_keys: Optional[Sequence[str]] = None,
         names = sorted(keys)
       if not names:
         raise ValueError(f"{path}: no arrays in the file")
-      raw = [z[k] for k in names]
-  per_class, dim = [], None
-  for name, arr in zip(names, raw):
-    arr = _check_class(name, np.asarray(arr), dim)
-    dim = arr.shape[1]
-    if len(arr) < min_per_class:
-      raise ValueError(f"class {name!r} has {len(arr)} latents, fewer than the "
+      views = [RowView(n, _member(path, zf, n)) for n in names]
+  dim = None
+  for view in views:
+    _check_layout(view.name, view._base, dim)
+    dim = view.shape[1]
+    if len(view) < min_per_class:
+      raise ValueError(f"class {view.name!r} has {len(view)} latents, fewer than the "
                        f"{min_per_class} one train batch per class needs")
-    per_class.append(arr)
-  return per_class, names
+  return (views if lazy else [np.asarray(v) for v in views]), names
+
+
+def _check_layout(name: str, arr, dim: Optional[int]) -> None:
+  if arr.ndim != 2:
+    raise ValueError(f"class {name!r}: expected an array [N_c, D], got shape {arr.shape}")
+  if not np.issubdtype(arr.dtype, np.floating):
+    raise ValueError(f"class {name!r}: expected floating latents, got dtype {arr.dtype}")
+  if dim is not None and arr.shape[1] != dim:
+    raise ValueError(f"ragged latent dimensions: class {name!r} has D = {arr.shape[1]}, "
+                     f"the first class has D = {dim}")
 
 
 class SyntheticLatents:
