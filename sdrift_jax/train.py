@@ -522,6 +522,9 @@ def train_generator(config: ml_collections.ConfigDict, workdir: str, problem: Pr
   os.makedirs(workdir, exist_ok=True)
   write_config(config, workdir)
   trainer = Trainer(config, problem)
+  if trainer.mesh is not None:
+    log.info("%s: %d devices on %d process(es), coupling %s", problem.name,
+             trainer.mesh.devices.size, jax.process_count(), config.parallel.coupling)
   state = trainer.init()
   ckpt = checkpoint_lib.Checkpointer(os.path.join(workdir, "checkpoints"))
   start = ckpt.latest_step()

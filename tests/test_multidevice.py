@@ -80,9 +80,19 @@ def test_two_localhost_processes_train_like_one(tmp_path):
     assert f"worker{i} per_group: read 200 rows" in o, o
     assert f"worker{i} global: read 200 rows" in o, o
   ref = np.load(tmp_path / "params_single_per_group.npz")
-  for i in range(2):
-    for scope in ("per_group", "global"):
+  ref_metrics = [json.loads(l) for l in open(tmp_path / "single_per_group" / "metrics.jsonl")]
+  for scope in ("per_group", "global"):
+    for i in range(2):
       got = np.load(tmp_path / f"params_worker{i}_{scope}.npz")
       assert list(got.keys()) == list(ref.keys())
       for k in ref.keys():
         np.testing.assert_allclose(got[k], ref[k], rtol=1e-5, atol=1e-6)
+    # Process 0 alone wrote the metrics (one record per chunk, not one per process), with
+    # the single process's losses and W2^2; orbax wrote the checkpoints of steps 2 and 4.
+    run = tmp_path / f"worker_{scope}"
+    metrics = [json.loads(l) for l in open(run / "metrics.jsonl")]
+    assert [r["step"] for r in metrics] == [2, 4]
+    for r, r_ref in zip(metrics, ref_metrics):
+      np.testing.assert_allclose(r["loss"], r_ref["loss"], rtol=1e-5)
+    np.testing.assert_allclose(metrics[-1]["w2"], ref_metrics[-1]["w2"], rtol=1e-4)
+    assert sorted(os.listdir(run / "checkpoints")) == ["2", "4"]
