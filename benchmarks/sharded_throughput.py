@@ -4,7 +4,9 @@ On a CPU the devices are fake (``--fake_cpu_devices 8``): they share the host's 
 the numbers show the overhead of partitioning and collectives, not a speed-up. On a GPU
 or TPU host, run it without that flag. The problem: the class-conditional latent
 generator of configs/latents.py (8 classes, D = 64 here, 64 per class per step, T = 61),
-drift coupled per group (each device owns whole classes) or globally.
+drift coupled per group (each device owns whole classes) or globally. The training data
+table is sharded like the batch (sdrift_jax.train.PositiveTable). Reported: the median
+over ``--repeats`` timings of ``--steps`` steps, each blocked on.
 
     python -m benchmarks.sharded_throughput --fake_cpu_devices 8 --out docs/benchmarks/sharded_cpu.md
 """
@@ -20,6 +22,7 @@ def main(argv=None):
   parser.add_argument("--dim", type=int, default=64)
   parser.add_argument("--batch", type=int, default=64)
   parser.add_argument("--steps", type=int, default=10)
+  parser.add_argument("--repeats", type=int, default=3, help="report the median of these")
   parser.add_argument("--out", default=None)
   args = parser.parse_args(argv)
   import jax
@@ -49,11 +52,14 @@ def main(argv=None):
       keys = trainer.seed_keys()
       state, _ = chunk(state, keys)
       jax.block_until_ready(state)
-      t0 = time.perf_counter()
-      for _ in range(args.steps):  # blocked per step
-        state, _ = chunk(state, keys)
-        jax.block_until_ready(state)
-      rate = args.steps / (time.perf_counter() - t0)
+      rates = []
+      for _ in range(args.repeats):
+        t0 = time.perf_counter()
+        for _ in range(args.steps):  # blocked per step
+          state, _ = chunk(state, keys)
+          jax.block_until_ready(state)
+        rates.append(args.steps / (time.perf_counter() - t0))
+      rate = float(np.median(rates))
       rows.append((coupling, n, rate))
       print(f"{coupling} {n} devices: {rate:.2f} steps/s", flush=True)
   write_markdown_table("benchmarks.sharded_throughput", argv, ["coupling", "devices", "steps/s"],

@@ -9,10 +9,14 @@ embedding 64 -> 3 x (Linear 1024 + ReLU) -> Linear 512; Adam 3e-4 (embeddings 1e
 cosine decay, gradient clip 5; 682 generated and 682 positive latents per class per step
 (batch 4096), 5000 steps; tau in {0.1, 1, 10} on squared distances; Sinkhorn T = 61
 against the two-sided baseline; evaluation: 1000 generated vs 1000 held-out latents per
-class (W2^2 and latent Frechet distance). Needs an accelerator at this batch. Without a
-path, the run stops with a message; configs/latents.py runs the same pipeline offline.
+class (W2^2 and latent Frechet distance), and with ``decoder=`` and ``features=`` (your
+ALAE decoder, latents [n, 512] -> images, and feature extractor, images -> [n, k], as
+'module:function') the FID of the decoded generated latents against the decoded
+held-out ones. Needs an accelerator at this batch. Without a path, the run stops with a
+message; configs/latents.py runs the same pipeline offline.
 ``smoke`` checks a file and the pipeline in seconds (small model, 10 steps).
-Short keys: path, keys (class keys in order), tau, taus, steps, seeds, T, algorithm.
+Short keys: path, keys (class keys in order), tau, taus, steps, seeds, T, algorithm,
+devices, coupling, decoder, features.
 """
 from configs import latents as latents_config
 from sdrift_jax import config_lib

@@ -6,8 +6,8 @@
 The workdir defaults to ``workdirs/<config name>[_<variant>]``; running again with the
 same workdir resumes from its last checkpoint.
 
-Multi-host (docs/cluster.md): with ``--distributed`` (or ``SDRIFT_DISTRIBUTED=1``) every
-process calls ``jax.distributed.initialize()`` before anything else touches JAX; with no
+Multi-host (docs/cluster.md): with ``--distributed`` (or ``SDRIFT_DISTRIBUTED=1``, or
+``config.parallel.distributed=True``) every process calls ``jax.distributed.initialize()`` before anything else touches JAX; with no
 further arguments JAX finds the coordinator itself on SLURM, Open MPI and Cloud TPU, or
 from ``--coordinator_address``, ``--num_processes`` and ``--process_id``.
 """
@@ -55,7 +55,8 @@ def main(argv):
   logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(message)s",
                       datefmt="%H:%M:%S", stream=sys.stderr, force=True)
   logging.getLogger("sdrift_jax").setLevel(logging.INFO)
-  if FLAGS.distributed:
+  parallel = FLAGS.config.get("parallel") or {}
+  if FLAGS.distributed or parallel.get("distributed", False):
     import jax
     jax.distributed.initialize(coordinator_address=FLAGS.coordinator_address,
                                num_processes=FLAGS.num_processes,

@@ -119,7 +119,9 @@ def train_config(steps: int, batch_size: int, log_every: int, eval_every: int,
 
 
 def parallel_config(coupling: str, devices: int = 1) -> ml_collections.ConfigDict:
-  """``config.parallel``: ``devices`` (0 = all visible, 1 = no mesh) and the coupling scope
-  (``'per_group'``: classes sharded, ``'global'``: each group's batch sharded); see
-  :func:`sdrift_jax.train.make_mesh` and docs/cluster.md."""
-  return ml_collections.ConfigDict(dict(devices=devices, coupling=coupling))
+  """``config.parallel``: ``devices`` (0 = all visible, 1 = no mesh), the coupling scope
+  (``'per_group'``: classes sharded, ``'global'``: each group's batch sharded) and
+  ``distributed`` (experiments/run.py calls ``jax.distributed.initialize()`` first, as
+  with ``--distributed``); see :func:`sdrift_jax.train.make_mesh` and docs/cluster.md."""
+  return ml_collections.ConfigDict(dict(devices=devices, coupling=coupling,
+                                        distributed=False))

@@ -90,8 +90,9 @@ def cached_model(kind: str, config, data, cache_dir: str):
                              settings=settings.to_dict(), seed=int(config.seed)), sort_keys=True)
   tag = hashlib.sha1(key_text.encode()).hexdigest()[:12]
   directory = os.path.join(cache_dir, f"{kind}-{tag}")
+  # A fixed stream per kind (Python's hash() of a string changes from process to process).
   rngs = nnx.Rngs(params=jax.random.fold_in(jax.random.key(int(config.seed)),
-                                            hash(kind) % 1000))
+                                            ("autoencoder", "classifier").index(kind)))
   model = (models.ConvAutoencoder(int(settings.latent_dim), rngs=rngs) if kind == "autoencoder"
            else models.SmallCNN(rngs=rngs))
   ckpt = checkpoint_lib.Checkpointer(directory, max_to_keep=1)
