@@ -1,5 +1,6 @@
 """Latent datasets (issue 5) and the Frechet distance, against closed forms."""
 import os
+import re
 
 import numpy as np
 import pytest
@@ -124,6 +125,15 @@ def test_latent_pipeline_smoke_writes_the_table_2_layout(tmp_path):
   table = open(tmp_path / "table.md").read()
   assert "| tau | baseline EMD | Sinkhorn EMD | baseline FD | Sinkhorn FD |" in table
   assert "| 1 |" in table
+  # The real-vs-real line: the held-in latents against the held-out ones, recomputed here.
+  from sdrift_jax import latents as latents_exp
+  from sdrift_jax import metrics
+  train, held, _ = latents_exp.load_data(config)
+  n = config.eval.num_samples
+  w2 = np.mean([metrics.w2_squared(t[:n], h) for t, h in zip(train, held)])
+  fd = np.mean([frechet.frechet_distance(t[:n], h) for t, h in zip(train, held)])
+  assert f"Real vs real (training latents against the same held-out latents, {n} per class): " \
+      f"EMD {w2:.2f}, FD {fd:.2f}." in table, table
 
 
 def test_npz_source_splits_per_class_and_checks_the_batch(tmp_path):
@@ -257,3 +267,4 @@ def test_latent_pipeline_reports_decoded_fid(tmp_path, monkeypatch):
   assert len(results[0]["fid"]) == 1 and np.isfinite(results[0]["fid"][0])
   table = open(tmp_path / "table.md").read()
   assert "Sinkhorn FID |" in table and "fid_hooks:features" in table
+  assert re.search(r"Real vs real .*, FID \d+\.\d\d\.", table), table
