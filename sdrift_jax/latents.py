@@ -129,6 +129,8 @@ def run_latents(config, workdir: str) -> list[dict]:
   log.info("latents: %d classes (%s), D = %d, %s train / %s held-out per class",
            len(train), ", ".join(names), train[0].shape[1], [len(t) for t in train],
            [len(h) for h in held])
+  # A device layout that cannot work fails here, before anything is written.
+  train_lib.make_mesh(config.get("parallel"), len(train), int(config.train.batch_size))
   problem = make_problem(train, held, name=config.data.source, fid=fid)
   os.makedirs(workdir, exist_ok=True)
   results = []

@@ -178,6 +178,7 @@ def run_mnist(config, workdir: str) -> list[dict]:
   for kernel, tau, method in grid:  # fail fast on a bad setting, before any training
     train_lib.check_drift_config(setting_config(config, kernel, tau, method).drift, 6)
   train_lib.check_train_config(config.train)
+  train_lib.make_mesh(config.get("parallel"), 10, int(config.train.batch_size))
   os.makedirs(workdir, exist_ok=True)
   cache_dir = config.mnist.cache_dir or os.path.join(workdir, "cache")
   t_start = time.perf_counter()

@@ -519,9 +519,9 @@ def train_generator(config: ml_collections.ConfigDict, workdir: str, problem: Pr
   """
   check_train_config(config.train)
   check_drift_config(config.drift, problem.dim)
+  trainer = Trainer(config, problem)  # checks the device layout before writing anything
   os.makedirs(workdir, exist_ok=True)
   write_config(config, workdir)
-  trainer = Trainer(config, problem)
   if trainer.mesh is not None:
     log.info("%s: %d devices on %d process(es), coupling %s", problem.name,
              trainer.mesh.devices.size, jax.process_count(), config.parallel.coupling)

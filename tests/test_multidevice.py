@@ -47,6 +47,18 @@ def test_bad_parallel_configs_name_the_problem():
   assert train.make_mesh(None, 2, 4) == (None, None)
 
 
+@pytest.mark.parametrize("name", ["latents", "toy"])
+def test_impossible_device_layout_fails_before_writing(tmp_path, name):
+  import importlib
+  import jax
+  from sdrift_jax import runner
+  n = jax.device_count() + 1
+  config = importlib.import_module(f"configs.{name}").get_config(f"smoke,devices={n}")
+  with pytest.raises(ValueError, match=rf"config.parallel.devices = {n} but only {n - 1} dev"):
+    runner.run(config, str(tmp_path / "run"))
+  assert not (tmp_path / "run").exists()
+
+
 def _free_port():
   import socket
   with socket.socket() as s:
