@@ -13,7 +13,6 @@ held-out latents (:class:`sdrift_jax.frechet.DecodedFID`).
 from __future__ import annotations
 
 import itertools
-import json
 import logging
 import os
 import time
@@ -181,9 +180,4 @@ def write_table(workdir, results, config, names, seconds, reference=None) -> str
               f"{config.eval.num_samples} per class): EMD {reference['w2']:.2f}, "
               f"FD {reference['frechet']:.2f}"
               + (f", FID {reference['fid']:.2f}" if "fid" in reference else "") + "."]
-  path = os.path.join(workdir, "table.md")
-  with open(path, "w") as f:
-    f.write("\n".join(lines) + "\n")
-  with open(os.path.join(workdir, "results.json"), "w") as f:
-    json.dump(dict(results=results, real_vs_real=reference), f, indent=1)
-  return path
+  return train_lib.write_report(workdir, lines, dict(results=results, real_vs_real=reference))

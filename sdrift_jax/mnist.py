@@ -250,9 +250,4 @@ def write_table(workdir, results, summary, config) -> str:
         r = keyed.get((kernel, tau, method))
         cells.append(ms(r[field], fmt) if r else "-")
     lines.append(f"| {kernel} | {tau:g} | " + " | ".join(cells) + " |")
-  path = os.path.join(workdir, "table.md")
-  with open(path, "w") as f:
-    f.write("\n".join(lines) + "\n")
-  with open(os.path.join(workdir, "results.json"), "w") as f:
-    json.dump(dict(summary=summary, runs=results), f, indent=1)
-  return path
+  return train_lib.write_report(workdir, lines, dict(summary=summary, runs=results))

@@ -441,6 +441,17 @@ class MetricWriter:
         f.write(json.dumps(record) + "\n")
 
 
+def write_report(workdir: str, lines: list[str], payload, name: str = "table") -> str:
+  """Writes ``<name>.md`` (the lines) and ``results.json`` (the payload) in ``workdir``;
+  returns the markdown path."""
+  path = os.path.join(workdir, f"{name}.md")
+  with open(path, "w") as f:
+    f.write("\n".join(lines) + "\n")
+  with open(os.path.join(workdir, "results.json"), "w") as f:
+    json.dump(payload, f, indent=1)
+  return path
+
+
 def run_seconds(history: list[dict], log_every: int) -> float:
   """Wall time of a run from its metric records (survives resumes); records written
   before ``seconds`` was logged count their training time only."""
