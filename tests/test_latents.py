@@ -134,6 +134,17 @@ def test_latent_pipeline_smoke_writes_the_table_2_layout(tmp_path):
   fd = np.mean([frechet.frechet_distance(t[:n], h) for t, h in zip(train, held)])
   assert f"Real vs real (training latents against the same held-out latents, {n} per class): " \
       f"EMD {w2:.2f}, FD {fd:.2f}." in table, table
+  # The dispersion tool on the trained Sinkhorn run: data statistics are the true ones.
+  from experiments import latent_dispersion
+  out = latent_dispersion.dispersion(str(tmp_path / "tau1" / "sinkhorn"))
+  syn = latents_lib.SyntheticLatents(num_classes=3, dim=16, rank=4, seed=0)
+  assert out["step"] == config.train.steps and len(out["classes"]) == 3
+  for c, r in enumerate(out["classes"]):
+    assert r["total_var_data"] == pytest.approx(np.trace(syn.covariance(c)))
+    assert r["total_var_gen"] > 0 and r["mean_sq_error"] >= 0
+  means = [np.repeat(syn.means[c][None].astype(np.float32), n, 0) for c in range(3)]
+  assert out["class_mean_emd"] == pytest.approx(
+      np.mean([metrics.w2_squared(m, h) for m, h in zip(means, held)]))
 
 
 def test_npz_source_splits_per_class_and_checks_the_batch(tmp_path):
