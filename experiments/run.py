@@ -7,9 +7,10 @@ The workdir defaults to ``workdirs/<config name>[_<variant>]``; running again wi
 same workdir resumes from its last checkpoint.
 
 Multi-host (docs/cluster.md): with ``--distributed`` (or ``SDRIFT_DISTRIBUTED=1``, or
-``config.parallel.distributed=True``) every process calls ``jax.distributed.initialize()`` before anything else touches JAX; with no
-further arguments JAX finds the coordinator itself on SLURM, Open MPI and Cloud TPU, or
-from ``--coordinator_address``, ``--num_processes`` and ``--process_id``.
+``config.parallel.distributed=True``) every process calls ``jax.distributed.initialize()``
+before anything else touches JAX; with no further arguments JAX finds the coordinator
+itself on SLURM, Open MPI and Cloud TPU, or from ``--coordinator_address``,
+``--num_processes`` and ``--process_id``.
 """
 import logging
 import os

@@ -213,6 +213,7 @@ class PositiveTable:
       raise ValueError(f"ragged data dimensions over classes: {sorted(dims)}")
     self.dim = dims.pop()
     self.rows_read = 0  # how many data rows this process has read (tests, logs)
+    self.placed = {}  # sharding (None: one device) -> (rows, counts), reused by a sweep
 
   def shape(self, row_multiple: int = 1) -> tuple[int, int, int]:
     rows = -(-int(self.counts.max()) // row_multiple) * row_multiple
@@ -294,24 +295,30 @@ class Trainer:
 
   def device_table(self):
     """The problem's :class:`PositiveTable` as ``(rows, counts)`` device arrays (built on
-    first use): rows sharded like the batch (class axis per group, row axis globally),
-    each process reading only its devices' blocks; ``None`` without a table."""
+    first use, then shared by every trainer of the problem with the same layout): rows
+    sharded like the batch (class axis per group, row axis globally), each process
+    reading only its devices' blocks; ``None`` without a table."""
     table = self.problem.table
     if table is None or self._table is not None:
       return self._table
     if self.mesh is None:
-      shape = table.shape()
-      rows = jnp.asarray(table.read((slice(None),) * 3, shape))
-      self._table = (rows, jnp.asarray(table.counts))
-      return self._table
-    n = self.mesh.devices.size
-    per_group = self.batch_spec[0] is not None
-    shape = table.shape(1 if per_group else n)
-    spec = PartitionSpec("data", None, None) if per_group else PartitionSpec(None, "data", None)
-    rows = jax.make_array_from_callback(shape, NamedSharding(self.mesh, spec),
-                                        lambda index: table.read(index, shape))
-    counts = jax.device_put(table.counts, NamedSharding(self.mesh, PartitionSpec()))
-    self._table = (rows, counts)
+      sharding = None
+    else:
+      per_group = self.batch_spec[0] is not None
+      sharding = NamedSharding(self.mesh, PartitionSpec("data", None, None) if per_group
+                               else PartitionSpec(None, "data", None))
+    if sharding not in table.placed:
+      if sharding is None:
+        shape = table.shape()
+        table.placed[None] = (jnp.asarray(table.read((slice(None),) * 3, shape)),
+                              jnp.asarray(table.counts))
+      else:
+        shape = table.shape(1 if per_group else self.mesh.devices.size)
+        rows = jax.make_array_from_callback(shape, sharding,
+                                            lambda index: table.read(index, shape))
+        counts = jax.device_put(table.counts, NamedSharding(self.mesh, PartitionSpec()))
+        table.placed[sharding] = (rows, counts)
+    self._table = table.placed[sharding]
     return self._table
 
   # -- pure pieces -----------------------------------------------------------------

@@ -55,6 +55,20 @@ for name, groups, parallel in [("per_group", 8, {"coupling": "per_group"}),
       max_param=max(float(np.max(np.abs(a))) for a in ref_leaves),
       max_loss_rel_diff=float(np.max(np.abs(loss - ref_loss) / np.abs(ref_loss))),
       param_devices=len(jax.tree_util.tree_leaves(state.params)[0].sharding.device_set))
+# Under global coupling the data table is sharded over its rows; drawing positives must
+# not gather the table onto every device (only the [C, batch, D] draw is summed).
+import re  # noqa: E402
+
+trainer = train.Trainer(latents_config.get_config("smoke,coupling=global,devices=8"),
+                        train.class_conditional_problem(
+                            [np.zeros((4000, 4), np.float32)], [np.zeros((20, 4), np.float32)]))
+table = trainer.device_table()
+hlo = jax.jit(lambda k, t: train.sample_from_table(k, 16, t)).lower(
+    jax.random.key(0), table).compile().as_text()
+out["table_sampling"] = dict(
+    shard_shape=list(table[0].addressable_shards[0].data.shape),
+    all_gathers=re.findall(r"= (\S+) all-gather\(", hlo),
+    all_reduces=re.findall(r"= (\S+) all-reduce\(", hlo))
 # A sharded (replicated-on-8-devices) training state saves and restores through orbax.
 import tempfile  # noqa: E402
 from sdrift_jax import checkpoint  # noqa: E402

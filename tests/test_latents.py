@@ -279,3 +279,17 @@ def test_latent_pipeline_reports_decoded_fid(tmp_path, monkeypatch):
   table = open(tmp_path / "table.md").read()
   assert "Sinkhorn FID |" in table and "fid_hooks:features" in table
   assert re.search(r"Real vs real .*, FID \d+\.\d\d\.", table), table
+
+
+def test_trainers_of_one_problem_share_the_placed_table():
+  from sdrift_jax import train
+  config = _load_config("latents", "smoke")
+  rng = np.random.default_rng(8)
+  problem = train.class_conditional_problem(
+      [rng.normal(size=(30, 16)).astype(np.float32) for _ in range(3)],
+      [rng.normal(size=(10, 16)).astype(np.float32) for _ in range(3)])
+  first = train.Trainer(config, problem).device_table()
+  assert problem.table.rows_read == 90
+  second = train.Trainer(config, problem).device_table()  # the next setting of a sweep
+  assert second is first and problem.table.rows_read == 90
+  np.testing.assert_array_equal(np.asarray(first[0][1]), np.asarray(problem.table.sources[1]))

@@ -30,6 +30,13 @@ def test_eight_devices_train_like_one(report, scope):
   assert r["max_loss_rel_diff"] <= 1e-5, r
 
 
+def test_global_sampling_never_gathers_the_data_table(report):
+  r = report["table_sampling"]
+  assert r["shard_shape"] == [1, 500, 4]  # 4000 rows over 8 devices
+  assert r["all_gathers"] == [], r  # each device gathers from its own rows ...
+  assert r["all_reduces"] and all("4000" not in s for s in r["all_reduces"]), r  # ... then a sum
+
+
 def test_sharded_checkpoint_round_trip(report):
   assert report["checkpoint"] == {"equal": True, "same_sharding": True}
 
