@@ -1,6 +1,8 @@
 """sdrift_jax: Sinkhorn-drifting generative models in JAX."""
 from sdrift_jax.costs import COSTS, pairwise_cost
 from sdrift_jax.drift import NORMALIZATIONS, DriftInfo, drift_field, drift_field_with_info
+from sdrift_jax.loss import (FeatureDrift, feature_drift, feature_drift_loss,
+                             feature_sets_loss, uncond_weight)
 from sdrift_jax.sinkhorn import SinkhornOutput, sinkhorn, sinkhorn_divergence, sinkhorn_scaling
 
 __version__ = "0.1.0"
@@ -9,11 +11,16 @@ __all__ = [
     "COSTS",
     "NORMALIZATIONS",
     "DriftInfo",
+    "FeatureDrift",
     "SinkhornOutput",
     "drift_field",
     "drift_field_with_info",
+    "feature_drift",
+    "feature_drift_loss",
+    "feature_sets_loss",
     "pairwise_cost",
     "sinkhorn",
     "sinkhorn_divergence",
     "sinkhorn_scaling",
+    "uncond_weight",
 ]
