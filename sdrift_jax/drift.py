@@ -144,11 +144,43 @@ def _uniform_or_normalized(w, n, dtype):
   return w.astype(dtype) / jnp.sum(w)
 
 
+def _summed_cost(x, y, cost, mask_diagonal):
+  """``sum_ij C(x_i, y_j)`` over row tiles (no ``N x M`` matrix beyond one tile)."""
+  n, m = x.shape[0], y.shape[0]
+  block = blocked.block_rows(n, m)
+  nb = -(-n // block)
+  pad = nb * block - n
+  xs = jnp.concatenate([x, jnp.zeros((pad, x.shape[1]), x.dtype)]).reshape(nb, block, -1)
+  rows = jnp.arange(nb * block).reshape(nb, block)
+
+  def tile(args):
+    xb, ib = args
+    c = costs_lib.pairwise_cost(xb, y, cost)
+    keep = (ib < n)[:, None]
+    if mask_diagonal:
+      keep = keep & (ib[:, None] != jnp.arange(m)[None, :])
+    return jnp.sum(jnp.where(keep, c, 0.0))
+
+  return jnp.sum(jax.lax.map(tile, (xs, rows)))
+
+
+def mean_cost(x, y_pos, y_neg, cost, mask_self):
+  """Mean cost over the pairs ``(x_i, y_pos_j)`` and ``(x_i, y_neg_j)``, self pairs left
+  out when ``mask_self``: the unit of a relative temperature."""
+  n = x.shape[0]
+  total = (_summed_cost(x, y_pos, cost, False) + _summed_cost(x, y_neg, cost, mask_self))
+  count = n * y_pos.shape[0] + n * y_neg.shape[0] - (n if mask_self else 0)
+  return total / count
+
+
 @functools.partial(jax.jit, static_argnames=("T", "normalization", "cost", "mask_self",
-                                             "multi_tau", "with_info", "algorithm"))
+                                             "multi_tau", "with_info", "algorithm",
+                                             "relative_tau"))
 def _drift_impl(x, y_pos, y_neg, taus, a, bp, bn, *, T, normalization, cost, mask_self,
-                multi_tau, with_info, algorithm="log"):
+                multi_tau, with_info, algorithm="log", relative_tau=False):
   dtype = x.dtype
+  if relative_tau:
+    taus = taus * jax.lax.stop_gradient(mean_cost(x, y_pos, y_neg, cost, mask_self))
   a = _uniform_or_normalized(a, x.shape[0], dtype)
   bp = _uniform_or_normalized(bp, y_pos.shape[0], dtype)
   bn = _uniform_or_normalized(bn, y_neg.shape[0], dtype)
@@ -212,7 +244,7 @@ def _resolve_algorithm(algorithm, weights, normalization, n, m, itemsize) -> str
 
 
 def _prepare(x, y_pos, y_neg, tau, T, normalization, cost, mask_self, weights_x,
-             weights_pos, weights_neg, algorithm="auto"):
+             weights_pos, weights_neg, algorithm="auto", relative_tau=False):
   x = validation.as_point_cloud(x, "x")
   y_pos = validation.as_point_cloud(y_pos, "y_pos")
   y_neg = x if y_neg is None else validation.as_point_cloud(y_neg, "y_neg")
@@ -235,8 +267,10 @@ def _prepare(x, y_pos, y_neg, tau, T, normalization, cost, mask_self, weights_x,
   algorithm = _resolve_algorithm(algorithm, (a, bp, bn), normalization, x.shape[0],
                                  max(y_pos.shape[0], y_neg.shape[0]),
                                  jnp.dtype(dtype).itemsize)
+  if not isinstance(relative_tau, bool):
+    raise ValueError(f"relative_tau must be a bool, got {relative_tau!r}")
   static = dict(T=T, normalization=normalization, cost=cost, mask_self=mask_self,
-                multi_tau=multi_tau, algorithm=algorithm)
+                multi_tau=multi_tau, algorithm=algorithm, relative_tau=relative_tau)
   return args, static
 
 
@@ -244,7 +278,8 @@ def drift_field(x, y_pos, y_neg, tau, T: int = 41, *, normalization: str = "sink
                 cost: str = "sqeuclidean", mask_self: bool = False,
                 weights_x: Optional[jax.Array] = None,
                 weights_pos: Optional[jax.Array] = None,
-                weights_neg: Optional[jax.Array] = None, algorithm: str = "auto") -> jax.Array:
+                weights_neg: Optional[jax.Array] = None, algorithm: str = "auto",
+                relative_tau: bool = False) -> jax.Array:
   """The drift ``V = P_pos @ y_pos - P_neg @ y_neg`` at the particles ``x``.
 
   Pure and jitted (the static arguments are ``T``, ``normalization``, ``cost`` and
@@ -256,7 +291,8 @@ def drift_field(x, y_pos, y_neg, tau, T: int = 41, *, normalization: str = "sink
     y_neg: array of shape ``[M_neg, d]``, negative samples; ``None`` means ``x``.
     tau: temperature (> 0), in the units of the cost; with the default cost it equals
       ott-jax's ``epsilon``. A sequence of temperatures gives the sum of the drifts, each
-      divided by its RMS (Deng et al.).
+      divided by its RMS (Deng et al.). With ``relative_tau`` it is in units of the
+      batch's mean cost instead.
     T: Sinkhorn half-iterations (paper convention: ``T = 1`` is one-sided; the reference
       PyTorch code's ``k`` iterations are ``T = 2k + 1``). Used by ``'sinkhorn'`` only.
     normalization: ``'sinkhorn'``, ``'one_sided'``, ``'two_sided'`` or
@@ -277,6 +313,11 @@ def drift_field(x, y_pos, y_neg, tau, T: int = 41, *, normalization: str = "sink
       (``'blocked'`` when the dense matrices would exceed half the device memory, else
       ``'scaling'`` unless some weight is zero or traced). All give the same drift to
       float32 rounding.
+    relative_tau: scale-free temperature (Deng et al.; the reference codes' feature
+      normalization): the kernel is ``exp(-C / (tau * mean C))`` with the mean over the
+      pairs ``(x, y_pos)`` and ``(x, y_neg)`` (self pairs left out when ``mask_self``),
+      computed in the same call and not differentiated. The drift stays in data units
+      (:func:`sdrift_jax.feature_drift` returns it in scaled units).
 
   Returns:
     Array of shape ``[N, d]``.
@@ -285,15 +326,16 @@ def drift_field(x, y_pos, y_neg, tau, T: int = 41, *, normalization: str = "sink
     ValueError: at trace time, on a bad shape, dtype, temperature, ``T`` or name.
   """
   args, static = _prepare(x, y_pos, y_neg, tau, T, normalization, cost, mask_self,
-                          weights_x, weights_pos, weights_neg, algorithm)
+                          weights_x, weights_pos, weights_neg, algorithm, relative_tau)
   return _drift_impl(*args, **static, with_info=False).drift
 
 
 def drift_field_with_info(x, y_pos, y_neg, tau, T: int = 41, *,
                           normalization: str = "sinkhorn", cost: str = "sqeuclidean",
                           mask_self: bool = False, weights_x=None, weights_pos=None,
-                          weights_neg=None, algorithm: str = "auto") -> DriftInfo:
+                          weights_neg=None, algorithm: str = "auto",
+                          relative_tau: bool = False) -> DriftInfo:
   """:func:`drift_field` plus the couplings' marginal errors, as a :class:`DriftInfo`."""
   args, static = _prepare(x, y_pos, y_neg, tau, T, normalization, cost, mask_self,
-                          weights_x, weights_pos, weights_neg, algorithm)
+                          weights_x, weights_pos, weights_neg, algorithm, relative_tau)
   return _drift_impl(*args, **static, with_info=True)
