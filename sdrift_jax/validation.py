@@ -63,6 +63,11 @@ def as_tau(tau) -> tuple[jax.Array, bool]:
   """
   if tau is None:
     raise ValueError("tau must be a positive finite number or a sequence of them, got None")
+  items = tau if isinstance(tau, (list, tuple)) else [tau]
+  for t in items:
+    if isinstance(t, (str, bytes, bool)) or not (
+        _is_traced(t) or isinstance(t, (int, float, np.number, np.ndarray, jax.Array))):
+      raise ValueError(f"tau must be a positive number or a sequence of them, got {t!r}")
   if isinstance(tau, (list, tuple)):
     if len(tau) == 0:
       raise ValueError("tau must not be an empty sequence")

@@ -1,0 +1,317 @@
+"""Tests of sdrift_jax.loss: the drift over feature sets and the drifting loss.
+
+The oracle is tests/feature_drift_numpy.py, a float64 NumPy statement of the reference
+codes' loss that shares no code with the library (it was checked against the reference
+PyTorch function itself on identical inputs; that check lives outside the project).
+"""
+import itertools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from feature_drift_numpy import feature_drift_np
+from sdrift_jax import drift_field, feature_drift, feature_drift_loss, feature_sets_loss
+from sdrift_jax import loss as loss_lib
+
+# float32 against float64: the measured worst case over the grid below is ~2e-6 (see
+# test_matches_numpy_reference); 1e-5 leaves a 5x margin.
+RTOL = 1e-5
+
+
+def sets(seed, n=12, p=10, u=5, L=4, C=3, scale=1.0, shift=0.7):
+  rng = np.random.default_rng(seed)
+  x = (scale * rng.normal(size=(n, L, C))).astype(np.float32)
+  y = (scale * (rng.normal(size=(p, L, C)) + shift)).astype(np.float32)
+  yu = (scale * rng.normal(size=(u, L, C))).astype(np.float32) if u else None
+  return x, y, yu
+
+
+def rel_err(a, b):
+  a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+  return float(np.max(np.abs(a - b)) / max(np.max(np.abs(b)), 1e-30))
+
+
+def _cfg_modes(form, normalization):
+  """(omega, uncond_marginal, with_uncond) cases that the combination accepts."""
+  modes = [(1.0, "weighted_cols", False), (2.5, "weighted_cols", True)]
+  if normalization == "sinkhorn":
+    modes.append((3.0, "none", True))
+    if form == "split":
+      modes.append((2.0, "post_guidance", True))
+  return modes
+
+
+def _grid(full: bool):
+  """Every form x normalization x cost x mask x CFG mode; the remaining options
+  (feature_scale, temperatures, L, unit_vectors, T) are the full product when ``full``,
+  else cycled so that each value meets every combination of the first five factors."""
+  base = []
+  for form, norm, cost, mask in itertools.product(
+      ("split", "joint"), ("one_sided", "two_sided", "sinkhorn"),
+      ("euclidean", "sqeuclidean"), (None, False, True)):
+    for mode in _cfg_modes(form, norm):
+      base.append((form, norm, cost, mask, mode))
+  rest = list(itertools.product((True, False), ((0.05,), (0.02, 0.05, 0.2)), (1, 4),
+                                (False, True), (8, 41)))
+  cases = []
+  for i, b in enumerate(base):
+    chosen = rest if full else [rest[(7 * i) % len(rest)], rest[(7 * i + 13) % len(rest)]]
+    for fs, taus, L, unit, T in chosen:
+      if unit and b[2] != "euclidean":
+        continue
+      cases.append(b + (fs, taus, L, unit, T))
+  return cases
+
+
+def _check_case(form, norm, cost, mask, mode, fs, taus, L, unit, T, seed=0):
+  omega, marginal, with_u = mode
+  x, y, yu = sets(seed, L=L, u=5 if with_u else 0)
+  kw = dict(tau=taus, omega=omega, normalization=norm, form=form, T=T, cost=cost,
+            feature_scale=fs, mask_self=mask, unit_vectors=unit, uncond_marginal=marginal)
+  got = feature_drift(x, y, yu, **kw)
+  want = feature_drift_np(x, y, yu, **kw)
+  assert got.drift.shape == (x.shape[0], L, x.shape[2])
+  err = rel_err(got.drift, want["drift"])
+  assert err < RTOL, (kw, err)
+  assert rel_err(got.scale, want["scale"]) < 1e-6
+  loss = feature_drift_loss(x, y, yu, **kw)
+  assert abs(float(loss) - want["loss"]) <= 2 * RTOL * want["loss"]
+  return err
+
+
+def test_matches_numpy_reference():
+  errs = [_check_case(*case) for case in _grid(full=False)]
+  assert len(errs) > 150  # the grid is what it claims to be
+  assert max(errs) < RTOL
+
+
+@pytest.mark.slow
+def test_matches_numpy_reference_full_product():
+  for case in _grid(full=True):
+    _check_case(*case, seed=1)
+
+
+@pytest.mark.parametrize("form,norm", [("split", "sinkhorn"), ("joint", "sinkhorn")])
+@pytest.mark.parametrize("marginal", ["weighted_cols", "none"])
+def test_aggregate_kernels_matches_reference(form, norm, marginal):
+  x, y, yu = sets(2)
+  kw = dict(tau=(0.02, 0.05, 0.2), omega=2.0, normalization=norm, form=form, T=9,
+            aggregate_kernels=True, uncond_marginal=marginal)
+  assert rel_err(feature_drift(x, y, yu, **kw).drift,
+                 feature_drift_np(x, y, yu, **kw)["drift"]) < RTOL
+
+
+def test_post_guidance_with_aggregate_kernels():
+  x, y, yu = sets(3)
+  kw = dict(tau=(0.05, 0.2), omega=2.0, T=9, aggregate_kernels=True,
+            uncond_marginal="post_guidance")
+  assert rel_err(feature_drift(x, y, yu, **kw).drift,
+                 feature_drift_np(x, y, yu, **kw)["drift"]) < RTOL
+
+
+def test_high_dimension_matmul_costs():
+  """C > 16 takes the matmul expansion of the distances; self distances stay exactly 0."""
+  x, y, yu = sets(4, C=40, L=2)
+  for norm, form in (("sinkhorn", "split"), ("two_sided", "joint")):
+    kw = dict(tau=(0.02, 0.05, 0.2), omega=2.0, normalization=norm, form=form, T=41)
+    assert rel_err(feature_drift(x, y, yu, **kw).drift,
+                   feature_drift_np(x, y, yu, **kw)["drift"]) < RTOL
+
+
+# -- invariances ------------------------------------------------------------------------
+
+@pytest.mark.parametrize("cost,normalize", [("euclidean", True), ("euclidean", False),
+                                            ("sqeuclidean", True)])
+@pytest.mark.parametrize("norm,form", [("sinkhorn", "split"), ("two_sided", "joint"),
+                                       ("one_sided", "split")])
+def test_scale_free(cost, normalize, norm, form):
+  x, y, yu = sets(5)
+  kw = dict(tau=(0.05, 0.2), omega=2.0, normalization=norm, form=form, cost=cost,
+            normalize=normalize, T=21)
+  base = feature_drift(x, y, yu, **kw)
+  for c in (0.01, 37.0):
+    scaled = feature_drift(c * x, c * y, c * yu, **kw)
+    assert rel_err(scaled.drift, base.drift) < 2e-5, c
+    assert rel_err(scaled.scale, base.scale * (c if cost == "euclidean" else c * c)) < 1e-5
+
+
+def test_squared_cost_without_normalization_is_not_scale_free():
+  """The counterpart of the test above: only theta makes the squared cost scale-free."""
+  x, y, yu = sets(5)
+  kw = dict(tau=0.05, cost="sqeuclidean", normalize=False)
+  base = feature_drift(x, y, yu, **kw).drift
+  assert rel_err(10 * feature_drift(10 * x, 10 * y, 10 * yu, **kw).drift, base) < 2e-5
+
+
+@pytest.mark.parametrize("norm,form,unit", [("sinkhorn", "split", False),
+                                            ("two_sided", "joint", True),
+                                            ("sinkhorn", "joint", False)])
+def test_translation_invariant(norm, form, unit):
+  x, y, yu = sets(6)
+  shift = np.array([3.0, -2.0, 5.0], np.float32)
+  kw = dict(tau=(0.05, 0.2), omega=2.0, normalization=norm, form=form, unit_vectors=unit)
+  a = feature_drift(x, y, yu, **kw).drift
+  b = feature_drift(x + shift, y + shift, yu + shift, **kw).drift
+  assert rel_err(b, a) < 1e-5
+
+
+# -- CFG --------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("form", ["split", "joint"])
+@pytest.mark.parametrize("norm", ["one_sided", "two_sided"])
+def test_omega_one_equals_no_unconditional_negatives(form, norm):
+  x, y, yu = sets(7)
+  kw = dict(tau=(0.05, 0.2), normalization=norm, form=form)
+  with_u = feature_drift(x, y, yu, omega=1.0, **kw)
+  without = feature_drift(x, y, None, **kw)
+  # Measured 4.7e-7 (float32 rounding of the extra zero-mass columns' sums).
+  assert rel_err(with_u.drift, without.drift) < 2e-6
+  assert float(with_u.scale) == pytest.approx(float(without.scale), rel=1e-6)
+
+
+def test_guidance_moves_the_drift_away_from_unconditional_samples():
+  """omega > 1 repels from the unconditional negatives: the drift's component towards
+  their mean shrinks as omega grows."""
+  x, y, _ = sets(8, u=0)
+  yu = sets(9, u=0, shift=-3.0)[1]  # unconditional samples far on the other side
+  toward = []
+  for omega in (1.0, 2.0, 4.0):
+    V = np.asarray(feature_drift(x, y, yu, tau=0.2, omega=omega, normalize=False).drift)
+    direction = yu.mean(0) - x.mean(0)
+    toward.append(float(np.mean(np.sum(V * direction, -1))))
+  assert toward[0] > toward[1] > toward[2]
+
+
+def test_weighted_cols_never_infeasible_and_none_is_refused():
+  x, y, yu = sets(10)
+  for omega in (1.0, 0.5):
+    out = feature_drift(x, y, yu, tau=0.05, omega=omega, uncond_marginal="weighted_cols")
+    assert np.all(np.isfinite(out.drift))
+    with pytest.raises(ValueError, match="infeasible"):
+      feature_drift(x, y, yu, tau=0.05, omega=omega, uncond_marginal="none")
+
+
+def test_weighted_cols_marginal_is_met():
+  x, y, yu = sets(11)
+  out = feature_drift(x, y, yu, tau=0.2, omega=3.0, T=401, algorithm="log")
+  assert float(jnp.max(out.marginal_error_neg)) < 1e-4
+  assert float(jnp.max(out.marginal_error_pos)) < 1e-4
+
+
+def test_uncond_weight_formula():
+  assert float(loss_lib.uncond_weight(3.0, 64, 16)) == pytest.approx(63 * 2 / 16)
+  assert float(loss_lib.uncond_weight(1.0, 64, 16)) == 0.0
+
+
+# -- paths, transforms, gradients -------------------------------------------------------
+
+@pytest.mark.parametrize("tau", [0.002, 0.05, 1.0])
+def test_scaling_path_equals_log_domain(tau):
+  """The scaling-domain Sinkhorn (default) against the plain log domain, CFG weights
+  traced inside jit included."""
+  x, y, yu = sets(12, n=32, p=24, u=8, L=2, C=5)
+
+  @jax.jit
+  def both(omega):
+    kw = dict(tau=tau, omega=omega, T=41)
+    return (feature_drift(x, y, yu, algorithm="scaling", **kw).drift,
+            feature_drift(x, y, yu, algorithm="log", **kw).drift)
+
+  fast, plain = both(jnp.float32(2.5))
+  assert np.all(np.isfinite(fast))
+  assert rel_err(fast, plain) < 1e-5
+  want = feature_drift_np(x, y, yu, tau=tau, omega=2.5, T=41)["drift"]
+  assert rel_err(fast, want) < 1e-4 if tau < 0.01 else RTOL
+
+
+def test_vmap_over_classes_and_traced_omega():
+  xs, ys, us = zip(*(sets(20 + c) for c in range(3)))
+  xs, ys, us = map(np.stack, (xs, ys, us))
+  omegas = jnp.array([1.0, 2.0, 3.5])
+  fn = jax.jit(jax.vmap(lambda x, y, u, o: feature_drift(x, y, u, tau=(0.05, 0.2), omega=o,
+                                                         form="joint").drift))
+  got = fn(xs, ys, us, omegas)
+  for c in range(3):
+    want = feature_drift_np(xs[c], ys[c], us[c], tau=(0.05, 0.2), omega=float(omegas[c]),
+                            form="joint")["drift"]
+    assert rel_err(got[c], want) < RTOL
+
+
+def test_loss_gradient_is_the_drift():
+  """d loss / d x = -2 V / (N L C S): gradients flow through x / S only."""
+  x, y, yu = sets(13)
+  kw = dict(tau=(0.02, 0.05, 0.2), omega=2.0)
+  g = jax.grad(lambda x: feature_drift_loss(x, y, yu, **kw))(jnp.asarray(x))
+  out = feature_drift(x, y, yu, **kw)
+  np.testing.assert_allclose(g, -2 * out.drift / (x.size * out.scale), rtol=1e-5, atol=1e-9)
+
+
+def test_loss_of_2d_input_and_feature_sets_sum():
+  x, y, yu = sets(14, L=1)
+  x2, y2 = x[:, 0], y[:, 0]
+  a = feature_drift_loss(x2, y2, tau=0.05)
+  assert float(a) == pytest.approx(float(feature_drift_loss(x, y, tau=0.05)), rel=1e-6)
+  xb, yb, _ = sets(15, L=3, C=2)
+  total, parts = feature_sets_loss({"a": x, "b": xb}, {"a": y, "b": yb}, tau=0.05)
+  assert set(parts) == {"a", "b"}
+  assert float(total) == pytest.approx(float(parts["a"] + parts["b"]), rel=1e-6)
+  with pytest.raises(ValueError, match="same names"):
+    feature_sets_loss({"a": x}, {"b": y}, tau=0.05)
+
+
+def test_relative_tau_drift_field_equals_feature_drift():
+  """drift_field(relative_tau=True) is the scale-free drift with L = 1, in data units."""
+  rng = np.random.default_rng(16)
+  x = (5 * rng.normal(size=(40, 3))).astype(np.float32)
+  y = (5 * rng.normal(size=(30, 3)) + 3).astype(np.float32)
+  for cost in ("euclidean", "sqeuclidean"):
+    for algorithm in ("auto", "blocked"):
+      V = drift_field(x, y, x, 0.05, T=41, cost=cost, relative_tau=True, algorithm=algorithm)
+      out = feature_drift(x, y, tau=0.05, cost=cost, mask_self=False, normalize=False, T=41)
+      assert rel_err(V, out.scale * out.drift[:, 0]) < RTOL
+  # Masked: self pairs leave the mean too.
+  V = drift_field(x, y, x, 0.05, cost="euclidean", normalization="one_sided",
+                  mask_self=True, relative_tau=True)
+  out = feature_drift(x, y, tau=0.05, normalization="one_sided", mask_self=True,
+                      normalize=False)
+  assert rel_err(V, out.scale * out.drift[:, 0]) < RTOL
+
+
+# -- bad input ---------------------------------------------------------------------------
+
+@pytest.mark.parametrize("kwargs,match", [
+    (dict(normalization="two_sided_joint"), "normalization"),
+    (dict(form="both"), "form"),
+    (dict(cost="half_sqeuclidean"), "cost"),
+    (dict(unit_vectors=True, cost="sqeuclidean"), "unit_vectors"),
+    (dict(uncond_marginal="post_guidance", form="joint"), "post_guidance"),
+    (dict(uncond_marginal="post_guidance", normalization="one_sided"), "post_guidance"),
+    (dict(aggregate_kernels=True, normalization="two_sided"), "aggregate_kernels"),
+    (dict(T=2.5), "T must be an int"),
+    (dict(tau=-0.1), "tau"),
+    (dict(tau="abc"), "tau"),
+    (dict(omega="2"), "omega"),
+    (dict(omega=float("nan")), "omega"),
+    (dict(mask_self="yes"), "mask_self"),
+    (dict(feature_scale=1), "feature_scale"),
+])
+def test_bad_arguments_raise(kwargs, match):
+  x, y, yu = sets(17)
+  kw = dict(tau=0.05)
+  kw.update(kwargs)
+  with pytest.raises(ValueError, match=match):
+    feature_drift(x, y, yu, **kw)
+
+
+def test_bad_shapes_raise():
+  x, y, yu = sets(18)
+  with pytest.raises(ValueError, match="y_pos must have L=4"):
+    feature_drift(x, y[:, :2], tau=0.05)
+  with pytest.raises(ValueError, match="y_uncond must have"):
+    feature_drift(x, y, yu[..., :2], tau=0.05)
+  with pytest.raises(ValueError, match="at least 2"):
+    feature_drift(x[:1], y, tau=0.05)
+  with pytest.raises(ValueError, match="shape"):
+    feature_drift(x[0, 0], y, tau=0.05)
