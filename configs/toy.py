@@ -11,9 +11,19 @@ A generator maps noise to a 2-D target, trained by the drifting loss with y_neg 
 no self-mask. Defaults follow the paper (Sec. 5.2): a two-layer MLP from 2-d Gaussian
 noise (width 256, ReLU: the paper gives no width), Adam 1e-3, batch N = 500, 5000 steps;
 Sinkhorn T = 41 (the reference code's 20 iterations); W2^2 by exact OT on 1000 samples
-every 100 steps. ``reference`` switches to the reference code's toy model: residual MLP
-with LayerNorm (hidden 256, 6 blocks, noise 16), AdamW 2e-4, and the self-mask on the
-baselines. Short keys: target, tau, T, normalization, cost, steps, seeds, batch, lr, algorithm,
+every 100 steps.
+
+``reference`` switches to the reference code's toy run (``toy/Gen_Modeling.py`` and the
+command in its README): residual MLP with LayerNorm (hidden 256, 6 blocks, noise 16,
+SiLU, residual scale 0.9, output weights N(0, 0.001^2) and zero bias), AdamW 2e-4 with
+PyTorch's defaults (betas 0.9/0.999, weight decay 0.01; no schedule, clipping or EMA),
+batch 1024, 5000 steps, and the self-mask on the one- and two-sided baselines.
+
+drift.mask_self masks the self-pair of the one- and two-sided baselines only; the Sinkhorn
+drift is never masked, in single runs and sweeps alike (sdrift_jax.toy.drift_mask), as in
+the reference code.
+
+Short keys: target, tau, T, normalization, cost, steps, seeds, batch, lr, algorithm,
 devices.
 """
 import ml_collections
@@ -37,7 +47,8 @@ def get_config(arg=None):
   c.data = ml_collections.ConfigDict(dict(target="8gaussians"))
   c.model = ml_collections.ConfigDict(dict(kind="mlp", noise_dim=2, hidden=256, depth=2,
                                            blocks=6, expansion=2, layer_norm=True,
-                                           init="torch", activation="relu"))
+                                           init="torch", activation="relu",
+                                           res_scale=1.0, out_init_std=0.0))
   c.drift = ml_collections.ConfigDict(dict(normalization="sinkhorn", T=41, tau=0.1,
                                            cost="sqeuclidean", mask_self=False,
                                            algorithm="auto"))
@@ -51,9 +62,15 @@ def get_config(arg=None):
       enabled=False, targets=("8gaussians", "checkerboard"), costs=("sqeuclidean",),
       taus=(0.01, 0.05, 0.1), normalizations=("one_sided", "two_sided", "sinkhorn")))
   if "reference" in flags:
-    c.model.update(kind="resmlp", noise_dim=16, activation="silu")
-    c.optim.update(name="adamw", learning_rate=2e-4, weight_decay=0.01)
-    c.drift.mask_self = True  # the reference code masks the baselines, never Sinkhorn
+    c.model.update(kind="resmlp", noise_dim=16, hidden=256, blocks=6, expansion=2,
+                   layer_norm=True, activation="silu", init="torch", res_scale=0.9,
+                   out_init_std=0.001)
+    # torch.optim.AdamW(params, lr=2e-4): betas (0.9, 0.999), eps 1e-8, weight decay 0.01.
+    c.optim.update(name="adamw", learning_rate=2e-4, b1=0.9, b2=0.999, weight_decay=0.01,
+                   clip_norm=0.0, schedule="constant", warmup_steps=0)
+    c.train.update(steps=5000, batch_size=1024, ema_decay=0.0)
+    c.drift.update(T=41, cost="sqeuclidean")  # --sinkhorn-iters 20, --dist-metric l2_sq
+    c.drift.mask_self = True  # the baselines' self-pair; Sinkhorn is never masked
   if "fig2" in flags:
     c.sweep.enabled = True
     c.train.num_seeds = 5

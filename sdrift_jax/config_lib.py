@@ -101,7 +101,10 @@ def check_unknown_flags(flags: set[str], known: set[str], config_name: str) -> N
 
 def optimizer_config(name: str = "adam", learning_rate: float = 1e-3,
                      weight_decay: float = 0.0, **overrides) -> ml_collections.ConfigDict:
-  """The ``optim`` block read by :func:`sdrift_jax.train.make_optimizer`."""
+  """The ``optim`` block read by :func:`sdrift_jax.train.make_optimizer`: ``name`` (adam,
+  adamw), ``learning_rate``, ``b1``, ``b2``, ``weight_decay`` (adamw), ``clip_norm``
+  (global norm, 0 = off), ``schedule`` (constant, cosine, warmup_constant) and
+  ``warmup_steps``."""
   fields = dict(name=name, learning_rate=learning_rate, b1=0.9, b2=0.999,
                 weight_decay=weight_decay, clip_norm=0.0, schedule="constant",
                 warmup_steps=0)
@@ -110,12 +113,19 @@ def optimizer_config(name: str = "adam", learning_rate: float = 1e-3,
 
 
 def train_config(steps: int, batch_size: int, log_every: int, eval_every: int,
-                 checkpoint_every: int, num_seeds: int = 1) -> ml_collections.ConfigDict:
-  """The ``train`` block read by :func:`sdrift_jax.train.train_generator`."""
+                 checkpoint_every: int, num_seeds: int = 1,
+                 ema_decay: float = 0.0) -> ml_collections.ConfigDict:
+  """The ``train`` block read by :func:`sdrift_jax.train.train_generator`.
+
+  ``ema_decay``: ``d`` of the exponential moving average of the parameters, ``ema <- d *
+  ema + (1 - d) * params`` after every step from ``ema = params`` at initialization;
+  evaluation and samples then use the EMA. 0 keeps no EMA.
+  """
   return ml_collections.ConfigDict(dict(steps=steps, batch_size=batch_size,
                                         num_seeds=num_seeds, log_every=log_every,
                                         eval_every=eval_every,
-                                        checkpoint_every=checkpoint_every))
+                                        checkpoint_every=checkpoint_every,
+                                        ema_decay=ema_decay))
 
 
 def parallel_config(coupling: str, devices: int = 1) -> ml_collections.ConfigDict:

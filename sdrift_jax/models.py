@@ -62,19 +62,40 @@ def _torch_like_linear(fan_in: int, fan_out: int, rngs: nnx.Rngs) -> nnx.Linear:
   return nnx.Linear(fan_in, fan_out, kernel_init=init, bias_init=init, rngs=rngs)
 
 
+#: PyTorch's ``nn.LayerNorm`` default (Flax NNX's is 1e-6).
+TORCH_LAYER_NORM_EPS = 1e-5
+
+
 class ResidualMLPGenerator(nnx.Module):
-  """The reference code's toy generator, written for NNX.
+  """The reference code's toy generator (``toy/Gen_Modeling.py``), written for NNX.
 
   ``Linear(noise -> hidden)``, LayerNorm, SiLU; then ``blocks`` residual blocks
-  ``h + LN(W2 act(LN(W1 h)))`` with ``W1: hidden -> expansion * hidden``; then
-  ``Linear(hidden -> out_dim)``. ``layer_norm=False`` drops the LayerNorms; ``init='torch'``
-  (default) initializes like PyTorch so that the initial output spread, which decides
-  whether a baseline drift collapses, matches the reference runs.
+  ``h + res_scale * LN(W2 act(LN(W1 h)))`` with ``W1: hidden -> expansion * hidden``; then
+  ``Linear(hidden -> out_dim)``. LayerNorms use PyTorch's epsilon, 1e-5.
+
+  Args:
+    noise_dim: input noise dimension.
+    out_dim: output (data) dimension.
+    hidden: residual stream width.
+    blocks: number of residual blocks.
+    expansion: width of a block's inner layer, in multiples of ``hidden``.
+    layer_norm: ``False`` drops the LayerNorms.
+    activation: a key of :data:`ACTIVATIONS`.
+    init: ``'torch'`` (default) initializes like PyTorch, so that the initial output
+      spread, which decides whether a baseline drift collapses, matches the reference
+      runs; ``'flax'`` uses Flax's defaults.
+    res_scale: multiplier of each block's residual branch (the reference runs use 0.9).
+    out_init_std: if positive, the output layer's weights are drawn from ``N(0,
+      out_init_std^2)`` and its bias is zero (the reference's ``--out-init-std``; 0.001
+      starts every sample within a few hundredths of one point); 0 or ``None`` keeps the
+      ``init`` default.
+    rngs: the parameter key stream.
   """
 
   def __init__(self, noise_dim: int, out_dim: int, *, hidden: int = 256, blocks: int = 6,
                expansion: int = 2, layer_norm: bool = True, activation: str = "silu",
-               init: str = "torch", rngs: nnx.Rngs):
+               init: str = "torch", res_scale: float = 1.0,
+               out_init_std: Optional[float] = None, rngs: nnx.Rngs):
     self.act = _activation(activation)
     if init == "torch":
       linear = lambda i, o: _torch_like_linear(i, o, rngs)
@@ -82,24 +103,33 @@ class ResidualMLPGenerator(nnx.Module):
       linear = lambda i, o: nnx.Linear(i, o, rngs=rngs)
     else:
       raise ValueError(f"unknown model.init {init!r}: expected 'torch' or 'flax'")
-    norm = ((lambda n: nnx.LayerNorm(n, rngs=rngs)) if layer_norm
-            else (lambda n: None))
+    if out_init_std is not None and out_init_std < 0:
+      raise ValueError(f"model.out_init_std must be >= 0, got {out_init_std}")
+    norm = ((lambda n: nnx.LayerNorm(n, epsilon=TORCH_LAYER_NORM_EPS, rngs=rngs))
+            if layer_norm else (lambda n: None))
     wide = expansion * hidden
+    self.res_scale = float(res_scale)
     self.inp = linear(noise_dim, hidden)
     self.inp_norm = norm(hidden)
     self.w1 = nnx.List([linear(hidden, wide) for _ in range(blocks)])
     self.n1 = nnx.List([norm(wide) for _ in range(blocks)]) if layer_norm else None
     self.w2 = nnx.List([linear(wide, hidden) for _ in range(blocks)])
     self.n2 = nnx.List([norm(hidden) for _ in range(blocks)]) if layer_norm else None
-    self.out = linear(hidden, out_dim)
+    if out_init_std:
+      self.out = nnx.Linear(hidden, out_dim,
+                            kernel_init=jax.nn.initializers.normal(float(out_init_std)),
+                            bias_init=jax.nn.initializers.zeros, rngs=rngs)
+    else:
+      self.out = linear(hidden, out_dim)
 
   def __call__(self, eps: jax.Array, labels: Optional[jax.Array] = None) -> jax.Array:
+    """Maps noise ``[B, noise_dim]`` to samples ``[B, out_dim]`` (``labels`` unused)."""
     ln = lambda norms, i, h: norms[i](h) if norms is not None else h
     h = self.inp(eps)
     h = self.act(self.inp_norm(h) if self.inp_norm is not None else h)
     for i in range(len(self.w1)):
       r = self.act(ln(self.n1, i, self.w1[i](h)))
-      h = h + ln(self.n2, i, self.w2[i](r))
+      h = h + self.res_scale * ln(self.n2, i, self.w2[i](r))
     return self.out(h)
 
 
@@ -109,11 +139,18 @@ GENERATORS = ("mlp", "resmlp")
 def make_generator(model_config, out_dim: int, key: jax.Array,
                    num_classes: Optional[int] = None) -> nnx.Module:
   """Builds a generator from a config with fields ``kind``, ``noise_dim``, ``hidden``,
-  ``depth`` (mlp) or ``blocks``, ``expansion``, ``layer_norm``, ``init`` (resmlp),
+  ``depth`` (mlp) or ``blocks``, ``expansion``, ``layer_norm``, ``init``, ``res_scale``
+  (default 1), ``out_init_std`` (default 0: the ``init`` default) (resmlp),
   ``activation`` and ``embed_dim``."""
   rngs = nnx.Rngs(params=key)
   kind = model_config.kind
+  res_scale = float(model_config.get("res_scale", 1.0))
+  out_init_std = float(model_config.get("out_init_std", 0.0) or 0.0)
   if kind == "mlp":
+    if res_scale != 1.0 or out_init_std:
+      raise ValueError("model.res_scale and model.out_init_std apply to model.kind='resmlp' "
+                       f"only; got res_scale={res_scale}, out_init_std={out_init_std} with "
+                       "kind='mlp'")
     return MLPGenerator(model_config.noise_dim, out_dim, hidden=model_config.hidden,
                         depth=model_config.depth, activation=model_config.activation,
                         num_classes=num_classes, embed_dim=model_config.get("embed_dim", 32),
@@ -126,7 +163,8 @@ def make_generator(model_config, out_dim: int, key: jax.Array,
                                 expansion=model_config.get("expansion", 2),
                                 layer_norm=model_config.get("layer_norm", True),
                                 activation=model_config.activation,
-                                init=model_config.get("init", "torch"), rngs=rngs)
+                                init=model_config.get("init", "torch"), res_scale=res_scale,
+                                out_init_std=out_init_std, rngs=rngs)
   raise ValueError(f"unknown model.kind {kind!r}: expected one of {GENERATORS}")
 
 

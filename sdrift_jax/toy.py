@@ -42,8 +42,29 @@ def _tail_mean(history, key="w2", last=10):
   return np.mean(np.asarray(evals[-last:], np.float64), axis=0)  # [S]
 
 
+def drift_mask(config) -> bool:
+  """Whether a run masks the self-pair of its negatives: ``drift.mask_self`` applies to the
+  one- and two-sided baselines only; the Sinkhorn drift is never masked, as in the
+  reference code (``toy/Gen_Modeling.py``: ``pre_mask = repulsion_mask_diag and dtype !=
+  'sinkhorn'``)."""
+  return bool(config.drift.mask_self) and config.drift.normalization != "sinkhorn"
+
+
+def run_config(config) -> ml_collections.ConfigDict:
+  """``config`` with ``drift.mask_self`` set to what the run trains (:func:`drift_mask`)."""
+  mask = drift_mask(config)
+  if mask == bool(config.drift.mask_self):
+    return config
+  log.info("toy: drift.mask_self applies to the baselines only; the Sinkhorn drift is "
+           "trained unmasked")
+  sub = ml_collections.ConfigDict(config.to_dict())
+  sub.drift.mask_self = mask
+  return sub
+
+
 def run_toy(config, workdir: str) -> dict:
   """One setting (``num_seeds`` seeds vmapped); writes samples and W2^2 figures."""
+  config = run_config(config)
   problem = make_problem(config)
   result = train_lib.train_generator(config, workdir, problem)
   history = train_lib.read_metrics(workdir)
@@ -75,8 +96,7 @@ def _setting_config(config, target, cost, tau, normalization):
   sub.drift.cost = cost
   sub.drift.tau = tau
   sub.drift.normalization = normalization
-  # drift.mask_self applies to the baselines only: the Sinkhorn drift is never masked.
-  sub.drift.mask_self = bool(config.drift.mask_self) and normalization != "sinkhorn"
+  sub.drift.mask_self = drift_mask(sub)
   sub.sweep.enabled = False
   return sub
 

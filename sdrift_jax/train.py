@@ -14,7 +14,7 @@ import json
 import logging
 import os
 import time
-from typing import Any, Callable, NamedTuple, Optional
+from typing import Any, Callable, Optional
 
 import jax
 from jax.sharding import NamedSharding, PartitionSpec
@@ -36,11 +36,39 @@ class NonFiniteLossError(FloatingPointError):
   """Raised when training produces a NaN or infinite loss."""
 
 
-class TrainState(NamedTuple):
-  """Parameters and optimizer state, each with a leading seed axis ``[S, ...]``."""
+@jax.tree_util.register_pytree_with_keys_class
+@dataclasses.dataclass(frozen=True)
+class TrainState:
+  """Parameters, optimizer state and (optionally) the EMA of the parameters.
+
+  Attributes:
+    params: the generator parameters, leading seed axis ``[S, ...]``.
+    opt_state: the optimizer state, leading seed axis.
+    step: int32 scalar, the number of optimizer steps taken (shared by all seeds).
+    ema: ``None`` when ``train.ema_decay`` is 0, else the exponential moving average of
+      ``params`` (same tree).
+
+  A pytree whose children are the fields that are not ``None``: without an EMA it
+  flattens, and so checkpoints, exactly as the three-field state did before the EMA
+  existed, so those checkpoints still restore.
+  """
   params: Any
   opt_state: Any
-  step: jax.Array  # int32 scalar, shared by all seeds
+  step: jax.Array
+  ema: Any = None
+
+  def _fields(self) -> tuple[str, ...]:
+    return ("params", "opt_state", "step") + (() if self.ema is None else ("ema",))
+
+  def tree_flatten_with_keys(self):
+    return [(jax.tree_util.GetAttrKey(n), getattr(self, n)) for n in self._fields()], None
+
+  def tree_flatten(self):
+    return [getattr(self, n) for n in self._fields()], None
+
+  @classmethod
+  def tree_unflatten(cls, _, children):
+    return cls(*children)
 
 
 def drift_loss(x: jax.Array, V: jax.Array) -> jax.Array:
@@ -74,13 +102,35 @@ def check_drift_config(drift_config, dim: int = 2) -> None:
     raise ValueError(f"bad config.drift: {e}") from None
 
 
+SCHEDULES = ("constant", "cosine", "warmup_constant")
+
+
+def make_schedule(optim_config, lr: float, total_steps: int):
+  """The learning rate of ``config.optim.schedule``: a float or an optax schedule.
+
+  ``'constant'``: ``lr``. ``'cosine'``: linear warm-up from 0 over ``warmup_steps`` (at
+  least 1), then cosine decay to 0 at ``total_steps`` (``train.steps``, so extending a run
+  stretches the decay). ``'warmup_constant'``: the reference MNIST script's ramp, ``lr *
+  (t + 1) / warmup_steps`` at optimizer step ``t`` (0-based) while ``t < warmup_steps``,
+  then ``lr``; independent of ``total_steps``.
+  """
+  schedule, warmup = optim_config.schedule, int(optim_config.warmup_steps)
+  if schedule == "constant":
+    return lr
+  if schedule == "cosine":
+    return optax.warmup_cosine_decay_schedule(0.0, lr, max(warmup, 1), total_steps)
+  if schedule == "warmup_constant":
+    if warmup < 1:
+      raise ValueError("config.optim.schedule='warmup_constant' needs "
+                       f"config.optim.warmup_steps >= 1, got {warmup}")
+    # Written out rather than optax.linear_schedule(lr / W, lr, W - 1), whose float32
+    # interpolation misses lr / W at t = 0 by ~1e-5 relative (cancellation).
+    return lambda count: lr * jnp.minimum(count + 1, warmup) / warmup
+  raise ValueError(f"unknown config.optim.schedule {schedule!r}: expected one of {SCHEDULES}")
+
+
 def _base_optimizer(optim_config, lr, total_steps: int) -> optax.GradientTransformation:
-  if optim_config.schedule == "cosine":
-    lr = optax.warmup_cosine_decay_schedule(0.0, lr, max(optim_config.warmup_steps, 1),
-                                            total_steps)
-  elif optim_config.schedule != "constant":
-    raise ValueError(f"unknown config.optim.schedule {optim_config.schedule!r}: "
-                     "expected 'constant' or 'cosine'")
+  lr = make_schedule(optim_config, lr, total_steps)
   if optim_config.name == "adam":
     return optax.adam(lr, b1=optim_config.b1, b2=optim_config.b2)
   if optim_config.name == "adamw":
@@ -99,7 +149,8 @@ def _embedding_labels(params):
 
 
 def make_optimizer(optim_config, total_steps: int) -> optax.GradientTransformation:
-  """Adam or AdamW with an optional warm-up + cosine schedule and global-norm clipping.
+  """Adam or AdamW (``b1``, ``b2``, ``weight_decay``), a schedule (:func:`make_schedule`)
+  and global-norm clipping of the gradients (``clip_norm``, 0 = off) before the update.
 
   ``optim.embed_learning_rate`` (optional) gives the class embeddings their own learning
   rate (the paper's FFHQ setup: 3e-4 for the network, 1e-3 for the embeddings).
@@ -286,6 +337,10 @@ class Trainer:
     self.noise_dim = int(config.model.noise_dim)
     self.drift_kw = drift_kwargs(config.drift)
     self.tx = make_optimizer(config.optim, int(config.train.steps))
+    self.ema_decay = float(config.train.get("ema_decay", 0.0))
+    if not 0.0 <= self.ema_decay < 1.0:
+      raise ValueError(f"config.train.ema_decay must be in [0, 1) (0 = no EMA), got "
+                       f"{self.ema_decay}")
     self.base_key = jax.random.key(int(config.seed))
     model = models.make_generator(config.model, problem.dim, jax.random.key(0),
                                   num_classes=problem.num_classes)
@@ -332,12 +387,17 @@ class Trainer:
                                     jax.random.fold_in(key, 0),
                                     num_classes=self.problem.num_classes)
       params = nnx.split(model)[1]
-      return params, self.tx.init(params)
-    params, opt_state = jax.jit(jax.vmap(one))(self.seed_keys())
-    state = TrainState(params, opt_state, jnp.zeros((), jnp.int32))
-    if self.mesh is not None:  # parameters and optimizer state replicated on every device
+      # The EMA starts at the initial parameters (no debiasing), as the reference's does.
+      return params, self.tx.init(params), (params if self.ema_decay else None)
+    params, opt_state, ema = jax.jit(jax.vmap(one))(self.seed_keys())
+    state = TrainState(params, opt_state, jnp.zeros((), jnp.int32), ema)
+    if self.mesh is not None:  # the whole state replicated on every device
       state = jax.device_put(state, NamedSharding(self.mesh, PartitionSpec()))
     return state
+
+  def eval_params(self, state: TrainState):
+    """The parameters that evaluation and samples use: the EMA if there is one."""
+    return state.params if state.ema is None else state.ema
 
   def _shard(self, x):
     """Constrains a per-step ``[G, B, ...]`` array to the mesh (no-op on one device)."""
@@ -378,21 +438,25 @@ class Trainer:
   def make_chunk(self, length: int):
     """Jitted ``(state, seed_keys) -> (state, metrics [S, length])`` for ``length`` steps.
 
-    The training data table (if any) is an argument of the compiled function, not a
-    constant baked into it, so it keeps its sharding and is not copied per call.
+    With ``train.ema_decay = d > 0`` every optimizer step is followed by
+    ``ema <- d * ema + (1 - d) * params``. The training data table (if any) is an
+    argument of the compiled function, not a constant baked into it, so it keeps its
+    sharding and is not copied per call.
     """
-    def one_seed(params, opt_state, seed_key, step0, table):
+    def one_seed(params, opt_state, ema, seed_key, step0, table):
       def body(carry, i):
-        p, o = carry
+        p, o, e = carry
         p, o, m = self._step(p, o, jax.random.fold_in(seed_key, step0 + i), table)
-        return (p, o), m
-      (params, opt_state), ms = jax.lax.scan(body, (params, opt_state), jnp.arange(length))
-      return params, opt_state, ms
+        if e is not None:
+          e = optax.incremental_update(p, e, 1.0 - self.ema_decay)
+        return (p, o, e), m
+      carry, ms = jax.lax.scan(body, (params, opt_state, ema), jnp.arange(length))
+      return carry, ms
 
     def chunk(state: TrainState, seed_keys, table):
-      params, opt_state, ms = jax.vmap(one_seed, in_axes=(0, 0, 0, None, None))(
-          state.params, state.opt_state, seed_keys, state.step, table)
-      return TrainState(params, opt_state, state.step + length), ms
+      (params, opt_state, ema), ms = jax.vmap(one_seed, in_axes=(0, 0, 0, 0, None, None))(
+          state.params, state.opt_state, state.ema, seed_keys, state.step, table)
+      return TrainState(params, opt_state, state.step + length, ema), ms
 
     jitted = jax.jit(chunk, donate_argnums=0)
     return lambda state, seed_keys: jitted(state, seed_keys, self.device_table())
@@ -410,15 +474,36 @@ class Trainer:
     per_group = jax.vmap(one)
     return jax.jit(jax.vmap(lambda x, y: jnp.max(per_group(x, y), axis=0), in_axes=(0, None)))
 
-  def evaluate(self, params, eval_eps, sampler, diagnostics) -> tuple[dict, np.ndarray]:
-    """W2^2 per seed (averaged over classes), marginal errors, and the problem's extras."""
+  def _w2(self, samples) -> list[list[float]]:
+    """W2^2 of ``samples [S, G, n, dim]`` against each group's held-out set: ``[S][G]``."""
+    sets = self.problem.eval_sets()
+    return [[metrics_lib.w2_squared(seed[g], sets[g]) for g in range(len(sets))]
+            for seed in samples]
+
+  def evaluate(self, params, eval_eps, sampler, diagnostics, raw_params=None
+               ) -> tuple[dict, np.ndarray]:
+    """W2^2 per seed (averaged over classes), marginal errors, and the problem's extras.
+
+    Args:
+      params: the parameters evaluated (the EMA when training keeps one), ``[S, ...]``.
+      eval_eps: noise ``[G, n, noise_dim]``.
+      sampler: from :meth:`make_sampler`.
+      diagnostics: from :meth:`make_diagnostics`.
+      raw_params: optional second parameter set (the raw ones when ``params`` is the EMA),
+        whose W2^2 is recorded as ``w2_raw``.
+
+    Returns:
+      ``(record, samples [S, G, n, dim])``, samples of ``params``.
+    """
     samples = np.asarray(sampler(params, eval_eps))  # [S, G, n, dim]
     sets = self.problem.eval_sets()
-    w2 = [[metrics_lib.w2_squared(seed[g], sets[g]) for g in range(len(sets))]
-          for seed in samples]
+    w2 = self._w2(samples)
     record = dict(w2=np.mean(w2, axis=1).tolist())
     if self.problem.num_classes:
       record["w2_per_class"] = w2
+    if raw_params is not None:
+      record["w2_raw"] = np.mean(self._w2(np.asarray(sampler(raw_params, eval_eps))),
+                                 axis=1).tolist()
     m = min(self.batch, min(len(e) for e in sets), samples.shape[2])
     y = jnp.asarray(np.stack([e[:m] for e in sets]))
     errs = np.asarray(diagnostics(jnp.asarray(samples[:, :, :m]), y))
@@ -473,27 +558,38 @@ def read_metrics(workdir: str) -> list[dict]:
     return [json.loads(l) for l in f if l.strip()]
 
 
+#: Config keys added after runs were written without them, and the value that computes
+#: what those runs computed: a ``config.json`` that lacks one compares as holding it.
+FIELDS_WITH_FORMER_DEFAULTS = {"train.ema_decay": 0.0, "model.res_scale": 1.0,
+                               "model.out_init_std": 0.0}
+
+
 def write_config(config, workdir: str) -> None:
   """Writes ``config.json``; refuses a workdir that holds a run of another config.
 
   Keys that do not change what a run computes are not compared: ``train.steps`` (a
   finished run may be extended), ``sweep.*`` (a setting of a sweep is the same run in any
   sweep), ``drift.algorithm`` (all algorithms give the same drift to rounding) and
-  ``parallel.*`` (the device layout gives the same training to float tolerance).
+  ``parallel.*`` (the device layout gives the same training to float tolerance). A key of
+  :data:`FIELDS_WITH_FORMER_DEFAULTS` missing from the old file takes its former default.
   """
   path = os.path.join(workdir, "config.json")
   text = config.to_json(indent=2, sort_keys=True)
   if os.path.exists(path):
+    new = _flatten(json.loads(text))
     with open(path) as f:
-      old = json.load(f)
-    new = json.loads(text)
+      old = {**{k: v for k, v in FIELDS_WITH_FORMER_DEFAULTS.items() if k in new},
+             **_flatten(json.load(f))}
     ignore = ("train.steps", "sweep.", "drift.algorithm", "parallel.")
-    diff = sorted(k for k in _flatten(old).keys() | _flatten(new).keys()
-                  if _flatten(old).get(k) != _flatten(new).get(k)
+    diff = sorted(k for k in old.keys() | new.keys() if old.get(k) != new.get(k)
                   and not any(k == i or (i.endswith(".") and k.startswith(i)) for i in ignore))
     if diff:
       raise ValueError(f"workdir {workdir} holds a run of a different config "
                        f"(differs in {diff}); use another --workdir or delete it")
+    if old.get("train.steps") != new.get("train.steps") and new.get("optim.schedule") == "cosine":
+      log.warning("config.train.steps changed from %s to %s: the cosine schedule decays over "
+                  "train.steps, so the resumed steps follow a different schedule than the "
+                  "first run's", old.get("train.steps"), new.get("train.steps"))
   if jax.process_index() == 0:
     with open(path, "w") as f:
       f.write(text)
@@ -530,10 +626,13 @@ def train_generator(config: ml_collections.ConfigDict, workdir: str, problem: Pr
 
   Writes ``config.json``, ``metrics.jsonl`` (one record per ``log_every`` steps, with
   W2^2 per seed every ``eval_every`` steps) and orbax checkpoints under
-  ``workdir/checkpoints``.
+  ``workdir/checkpoints``. With ``train.ema_decay > 0`` the evaluations and the returned
+  samples use the EMA of the parameters: ``w2`` (and every other metric) is the EMA's,
+  ``w2_raw`` the raw parameters', and such records carry ``eval_params: 'ema'``.
 
   Returns:
-    A summary: the last evaluation record, final samples ``[S, n, dim]`` and the trainer.
+    A summary: the last evaluation record, final samples ``[S, n, dim]`` (``[S, G, n,
+    dim]`` for class-conditional problems), the final state and the trainer.
   """
   check_train_config(config.train)
   check_drift_config(config.drift, problem.dim)
@@ -547,7 +646,16 @@ def train_generator(config: ml_collections.ConfigDict, workdir: str, problem: Pr
   ckpt = checkpoint_lib.Checkpointer(os.path.join(workdir, "checkpoints"))
   start = ckpt.latest_step()
   if start is not None:
-    state = ckpt.restore(start, state)
+    try:
+      state = ckpt.restore(start, state)
+    except ValueError as e:
+      if "tree structures do not match" not in str(e):
+        raise
+      raise ValueError(
+          f"the checkpoint at step {start} in {ckpt.directory} does not have the layout of "
+          f"this config's state (with an EMA of the parameters: "
+          f"{state.ema is not None}, config.train.ema_decay = {trainer.ema_decay}); was it "
+          f"written with another ema_decay? Use another --workdir. ({e})") from None
     log.info("resumed %s from step %d", workdir, start)
   start = int(state.step)
   writer = MetricWriter(workdir, resume_step=start)
@@ -581,7 +689,11 @@ def train_generator(config: ml_collections.ConfigDict, workdir: str, problem: Pr
                   drift_rms=np.asarray(ms["drift_rms"])[:, -1].tolist(),
                   steps_per_s=every / (now - t_last))
     if step % int(cfg.eval_every) == 0 or step == steps:
-      evaluation, _ = trainer.evaluate(state.params, eval_eps, sampler, diagnostics)
+      evaluation, _ = trainer.evaluate(
+          trainer.eval_params(state), eval_eps, sampler, diagnostics,
+          raw_params=None if state.ema is None else state.params)
+      if state.ema is not None:
+        evaluation["eval_params"] = "ema"
       record.update(evaluation)
       last_eval = record
     record["seconds"] = time.perf_counter() - t_last  # this chunk, evaluation included
@@ -593,7 +705,7 @@ def train_generator(config: ml_collections.ConfigDict, workdir: str, problem: Pr
              record["steps_per_s"], float(np.mean(record["loss"])), extra)
     t_last = time.perf_counter()
   ckpt.close()
-  samples = np.asarray(sampler(state.params, eval_eps))
+  samples = np.asarray(sampler(trainer.eval_params(state), eval_eps))
   if not problem.num_classes:
     samples = samples[:, 0]
   return dict(last_eval=last_eval, samples=samples, state=state, trainer=trainer)
