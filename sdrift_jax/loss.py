@@ -192,7 +192,10 @@ def _barycenter(W, x, y, unit_vectors, dist):
   """``W @ y``, or with ``unit_vectors`` ``sum_j W_ij (y_j - x_i) / |y_j - x_i|``."""
   if not unit_vectors:
     return jnp.einsum("lnm,lmc->lnc", W, y, precision=_HI)
-  Wn = W / jnp.maximum(dist, _MIN_UNIT_NORM)
+  # Expanded as sum_j (W_ij / |y_j - x_i|) y_j - x_i sum_j W_ij / |y_j - x_i| (no
+  # [N, M, C] array); a pair at distance exactly 0 (a self pair) has no direction and
+  # contributes nothing, as in the reference, instead of cancelling W_ij / 1e-8 terms.
+  Wn = jnp.where(dist > 0, W / jnp.maximum(dist, _MIN_UNIT_NORM), 0.0)
   return (jnp.einsum("lnm,lmc->lnc", Wn, y, precision=_HI)
           - jnp.sum(Wn, axis=-1, keepdims=True) * x)
 

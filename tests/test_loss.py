@@ -15,7 +15,7 @@ from feature_drift_numpy import feature_drift_np
 from sdrift_jax import drift_field, feature_drift, feature_drift_loss, feature_sets_loss
 from sdrift_jax import loss as loss_lib
 
-# float32 against float64: the measured worst case over the grid below is ~2e-6 (see
+# float32 against float64: the measured worst case over the grid below is 2.6e-6 (see
 # test_matches_numpy_reference); 1e-5 leaves a 5x margin.
 RTOL = 1e-5
 
@@ -83,7 +83,7 @@ def _check_case(form, norm, cost, mask, mode, fs, taus, L, unit, T, seed=0):
 
 def test_matches_numpy_reference():
   errs = [_check_case(*case) for case in _grid(full=False)]
-  assert len(errs) > 150  # the grid is what it claims to be
+  assert len(errs) == 131  # the grid is what it claims to be
   assert max(errs) < RTOL
 
 
@@ -207,10 +207,12 @@ def test_uncond_weight_formula():
 
 # -- paths, transforms, gradients -------------------------------------------------------
 
-@pytest.mark.parametrize("tau", [0.002, 0.05, 1.0])
-def test_scaling_path_equals_log_domain(tau):
-  """The scaling-domain Sinkhorn (default) against the plain log domain, CFG weights
-  traced inside jit included."""
+@pytest.mark.parametrize("tau,tol", [(0.002, 5e-5), (0.05, RTOL), (1.0, RTOL)])
+def test_scaling_path_and_log_domain_match_float64(tau, tol):
+  """The scaling-domain Sinkhorn (default) and the plain log domain against float64, CFG
+  weights traced inside jit included. At tau = 0.002 of the mean distance the logits
+  reach ~500 and float32 rounds them to ~3e-5: measured errors 1.2e-5 (scaling) and
+  2.5e-5 (log); tol 5e-5 there."""
   x, y, yu = sets(12, n=32, p=24, u=8, L=2, C=5)
 
   @jax.jit
@@ -220,10 +222,9 @@ def test_scaling_path_equals_log_domain(tau):
             feature_drift(x, y, yu, algorithm="log", **kw).drift)
 
   fast, plain = both(jnp.float32(2.5))
-  assert np.all(np.isfinite(fast))
-  assert rel_err(fast, plain) < 1e-5
   want = feature_drift_np(x, y, yu, tau=tau, omega=2.5, T=41)["drift"]
-  assert rel_err(fast, want) < 1e-4 if tau < 0.01 else RTOL
+  assert rel_err(fast, want) < tol
+  assert rel_err(plain, want) < tol
 
 
 def test_vmap_over_classes_and_traced_omega():
