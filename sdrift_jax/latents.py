@@ -120,7 +120,7 @@ def run_latents(config, workdir: str) -> list[dict]:
   """Trains the sweep ``taus x methods`` and writes ``table.md`` (Table 2 layout)."""
   grid = list(itertools.product(config.sweep.taus, config.sweep.methods))
   for tau, method in grid:  # fail before loading or training on a bad setting
-    train_lib.check_drift_config(setting_config(config, tau, method).drift)
+    train_lib.check_drift_config(setting_config(config, tau, method), conditional=True)
   train_lib.check_train_config(config.train)
   fid = make_fid(config.eval)  # a bad hook fails here, before any training
   t_start = time.perf_counter()

@@ -71,7 +71,8 @@ from sdrift_jax.sinkhorn import sinkhorn_scaling
 
 __all__ = [
     "FORMS", "FEATURE_NORMALIZATIONS", "UNCOND_MARGINALS", "FeatureDrift",
-    "feature_drift", "feature_drift_loss", "feature_sets_loss", "uncond_weight",
+    "feature_drift", "feature_drift_loss", "feature_sets_loss", "regression_loss",
+    "uncond_weight",
 ]
 
 FORMS = ("split", "joint")
@@ -491,9 +492,14 @@ def feature_drift_loss(x, y_pos, y_uncond=None, **kwargs) -> jax.Array:
   Returns:
     A scalar.
   """
-  out = feature_drift(x, y_pos, y_uncond, **kwargs)
+  return regression_loss(x, feature_drift(x, y_pos, y_uncond, **kwargs))
+
+
+def regression_loss(x, out: FeatureDrift) -> jax.Array:
+  """``mean((x/S - sg(x/S + V))^2)`` for ``x`` ``[N, L, C]`` (or ``[N, C]``) and its
+  :class:`FeatureDrift` ``out`` (``S`` and ``V`` are constants)."""
   x3 = x if x.ndim == 3 else x[:, None, :]
-  xn = x3 / out.scale
+  xn = x3 / jax.lax.stop_gradient(out.scale)
   target = jax.lax.stop_gradient(xn + out.drift)
   return jnp.mean(jnp.square(xn - target))
 

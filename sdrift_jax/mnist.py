@@ -176,7 +176,7 @@ def run_mnist(config, workdir: str) -> list[dict]:
   s = config.sweep
   grid = list(itertools.product(s.kernels, s.taus, s.methods))
   for kernel, tau, method in grid:  # fail fast on a bad setting, before any training
-    train_lib.check_drift_config(setting_config(config, kernel, tau, method).drift, 6)
+    train_lib.check_drift_config(setting_config(config, kernel, tau, method), 6, True)
   train_lib.check_train_config(config.train)
   train_lib.make_mesh(config.get("parallel"), 10, int(config.train.batch_size))
   os.makedirs(workdir, exist_ok=True)

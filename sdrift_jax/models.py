@@ -26,15 +26,20 @@ class MLPGenerator(nnx.Module):
   """``depth`` x (Linear(hidden) + activation), then Linear(out_dim).
 
   With ``num_classes`` set, a learned class embedding of size ``embed_dim`` is
-  concatenated to the noise (the class-conditional generators of Sec. 5.3 and 5.4).
+  concatenated to the noise (the class-conditional generators of Sec. 5.3 and 5.4). With
+  ``omega_dim > 0`` the guidance strength ``omega`` enters too, through
+  ``Linear(1, omega_dim)``, SiLU, ``Linear(omega_dim, omega_dim)`` (the reference MNIST
+  generator's conditioning).
   """
 
   def __init__(self, noise_dim: int, out_dim: int, *, hidden: int = 256, depth: int = 3,
                activation: str = "relu", num_classes: Optional[int] = None,
-               embed_dim: int = 32, rngs: nnx.Rngs):
+               embed_dim: int = 32, omega_dim: int = 0, rngs: nnx.Rngs):
     self.act = _activation(activation)
     self.embed = (nnx.Embed(num_classes, embed_dim, rngs=rngs) if num_classes else None)
-    width = noise_dim + (embed_dim if num_classes else 0)
+    self.omega_in = nnx.Linear(1, omega_dim, rngs=rngs) if omega_dim else None
+    self.omega_out = nnx.Linear(omega_dim, omega_dim, rngs=rngs) if omega_dim else None
+    width = noise_dim + (embed_dim if num_classes else 0) + omega_dim
     layers = []
     for _ in range(depth):
       layers.append(nnx.Linear(width, hidden, rngs=rngs))
@@ -42,13 +47,21 @@ class MLPGenerator(nnx.Module):
     self.hidden = nnx.List(layers)
     self.out = nnx.Linear(width, out_dim, rngs=rngs)
 
-  def __call__(self, eps: jax.Array, labels: Optional[jax.Array] = None) -> jax.Array:
-    """Maps noise ``[B, noise_dim]`` (and labels ``[B]``) to samples ``[B, out_dim]``."""
+  def __call__(self, eps: jax.Array, labels: Optional[jax.Array] = None,
+               omega: Optional[jax.Array] = None) -> jax.Array:
+    """Maps noise ``[B, noise_dim]`` (and labels ``[B]``, ``omega [B]``) to samples
+    ``[B, out_dim]``."""
     h = eps
     if self.embed is not None:
       if labels is None:
         raise ValueError("this generator is class-conditional: pass labels")
       h = jnp.concatenate([h, self.embed(labels)], axis=-1)
+    if (omega is None) != (self.omega_in is None):
+      raise ValueError("omega must be given exactly when the generator has model.omega_dim "
+                       "> 0 (classifier-free guidance)")
+    if omega is not None:
+      o = self.omega_out(jax.nn.silu(self.omega_in(omega.astype(eps.dtype)[:, None])))
+      h = jnp.concatenate([h, o], axis=-1)
     for layer in self.hidden:
       h = self.act(layer(h))
     return self.out(h)
@@ -154,10 +167,11 @@ def make_generator(model_config, out_dim: int, key: jax.Array,
     return MLPGenerator(model_config.noise_dim, out_dim, hidden=model_config.hidden,
                         depth=model_config.depth, activation=model_config.activation,
                         num_classes=num_classes, embed_dim=model_config.get("embed_dim", 32),
-                        rngs=rngs)
+                        omega_dim=int(model_config.get("omega_dim", 0)), rngs=rngs)
   if kind == "resmlp":
-    if num_classes:
-      raise ValueError("model.kind='resmlp' is unconditional; use 'mlp' for class labels")
+    if num_classes or model_config.get("omega_dim", 0):
+      raise ValueError("model.kind='resmlp' is unconditional; use 'mlp' for class labels "
+                       "and omega")
     return ResidualMLPGenerator(model_config.noise_dim, out_dim, hidden=model_config.hidden,
                                 blocks=model_config.blocks,
                                 expansion=model_config.get("expansion", 2),

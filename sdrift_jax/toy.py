@@ -109,7 +109,7 @@ def run_sweep(config, workdir: str) -> list[dict]:
     toy_data.get_target(target)
   grid = list(itertools.product(s.targets, s.costs, s.taus, s.normalizations))
   for target, cost, tau, norm in grid:  # fail before any training on a bad setting
-    train_lib.check_drift_config(_setting_config(config, target, cost, tau, norm).drift)
+    train_lib.check_drift_config(_setting_config(config, target, cost, tau, norm))
   train_lib.make_mesh(config.get("parallel"), 1, int(config.train.batch_size))
   os.makedirs(workdir, exist_ok=True)
   with open(os.path.join(workdir, "sweep_config.json"), "w") as f:

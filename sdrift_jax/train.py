@@ -25,9 +25,9 @@ import optax
 from flax import nnx
 
 from sdrift_jax import checkpoint as checkpoint_lib
-from sdrift_jax import drift as drift_lib
 from sdrift_jax import metrics as metrics_lib
 from sdrift_jax import models
+from sdrift_jax import objectives
 
 log = logging.getLogger("sdrift_jax")
 
@@ -71,17 +71,6 @@ class TrainState:
     return cls(*children)
 
 
-def drift_loss(x: jax.Array, V: jax.Array) -> jax.Array:
-  """``0.5 * mean_i |x_i - stop_gradient(x_i + V_i)|^2``; its value is ``0.5 |V|^2``.
-
-  Args:
-    x: array of shape ``[N, d]``, generator outputs (differentiated).
-    V: array of shape ``[N, d]``, the drift at ``x`` (treated as a constant).
-  """
-  target = jax.lax.stop_gradient(x + V)
-  return 0.5 * jnp.mean(jnp.sum(jnp.square(x - target), axis=-1))
-
-
 def drift_kwargs(drift_config) -> dict:
   """The keyword arguments of :func:`sdrift_jax.drift_field` named by a config."""
   tau = drift_config.tau
@@ -91,15 +80,10 @@ def drift_kwargs(drift_config) -> dict:
               algorithm=drift_config.get("algorithm", "auto"))
 
 
-def check_drift_config(drift_config, dim: int = 2) -> None:
-  """Raises a ValueError naming ``config.drift`` if its fields would be rejected."""
-  try:
-    kw = drift_kwargs(drift_config)
-    dummy = np.zeros((2, dim), np.float32)
-    drift_lib._prepare(dummy, dummy, None, kw["tau"], kw["T"], kw["normalization"],
-                       kw["cost"], kw["mask_self"], None, None, None, kw["algorithm"])
-  except (ValueError, TypeError) as e:
-    raise ValueError(f"bad config.drift: {e}") from None
+def check_drift_config(config, dim: int = 2, conditional: bool = False) -> None:
+  """Raises a ValueError naming the config block if ``config.drift``, ``config.loss`` or
+  ``config.guidance`` would be rejected (see :mod:`sdrift_jax.objectives`)."""
+  objectives.check_objective_config(config, dim, conditional)
 
 
 SCHEDULES = ("constant", "cosine", "warmup_constant")
@@ -285,6 +269,17 @@ class PositiveTable:
     return out[:, :, cols]
 
 
+def sample_unconditional(key, n: int, table) -> jax.Array:
+  """``n`` rows from all classes together, uniformly with replacement: ``[n, dim]``
+  (a class is drawn in proportion to its row count, then a row within it)."""
+  rows, counts = table
+  k_class, k_row = jax.random.split(key)
+  c = jax.random.choice(k_class, counts.shape[0], (n,), p=counts / jnp.sum(counts))
+  r = jnp.minimum((jax.random.uniform(k_row, (n,)) * counts[c]).astype(jnp.int32),
+                  counts[c] - 1)
+  return rows[c, r]
+
+
 def sample_from_table(key, n: int, table) -> jax.Array:
   """``n`` rows per class, uniformly with replacement: ``[C, n, dim]``."""
   rows, counts = table
@@ -313,16 +308,21 @@ def class_conditional_problem(per_class_train, eval_sets, name: str = "data",
 
 def method_config(config, method: str, methods=("baseline", "sinkhorn")):
   """A copy of ``config`` whose drift is the sweep ``method``: ``'baseline'`` takes
-  ``config.baseline`` (normalization, mask_self), ``'sinkhorn'`` the unmasked Sinkhorn."""
+  ``config.baseline`` (normalization, mask_self, and ``form`` for the feature-drift
+  objective), ``'sinkhorn'`` the unmasked Sinkhorn (split form)."""
   if method not in methods:
     raise ValueError(f"unknown method {method!r} in config.sweep.methods: expected {methods}")
   sub = ml_collections.ConfigDict(config.to_dict())
   if method == "baseline":
     sub.drift.normalization = config.baseline.normalization
     sub.drift.mask_self = bool(config.baseline.mask_self)
+    if "form" in config.baseline:
+      sub.loss.form = config.baseline.form
   else:
     sub.drift.normalization = "sinkhorn"
     sub.drift.mask_self = False
+    if "loss" in sub:
+      sub.loss.form = "split"
   return sub
 
 
@@ -335,7 +335,12 @@ class Trainer:
     self.num_seeds = int(config.train.num_seeds)
     self.batch = int(config.train.batch_size)
     self.noise_dim = int(config.model.noise_dim)
-    self.drift_kw = drift_kwargs(config.drift)
+    self.objective = objectives.make_objective(config)
+    if bool(config.model.get("omega_dim", 0)) != self.objective.guided:
+      raise ValueError("config.model.omega_dim > 0 (a generator that takes omega) and "
+                       "config.guidance.num_uncond > 0 (classifier-free guidance) go "
+                       f"together; got omega_dim={config.model.get('omega_dim', 0)}, "
+                       f"num_uncond={self.objective.num_uncond}")
     self.tx = make_optimizer(config.optim, int(config.train.steps))
     self.ema_decay = float(config.train.get("ema_decay", 0.0))
     if not 0.0 <= self.ema_decay < 1.0:
@@ -406,34 +411,50 @@ class Trainer:
     spec = PartitionSpec(*self.batch_spec, *([None] * (x.ndim - 2)))
     return jax.lax.with_sharding_constraint(x, NamedSharding(self.mesh, spec))
 
-  def generate(self, params, eps, labels=None):
-    return nnx.merge(self.graphdef, params)(eps, labels)
+  def generate(self, params, eps, labels=None, omega=None):
+    model = nnx.merge(self.graphdef, params)
+    if omega is None:
+      return model(eps, labels)
+    return model(eps, labels, jnp.broadcast_to(omega, eps.shape[:1]))
 
-  def generate_groups(self, params, eps):
-    """``eps [G, n, noise] -> [G, n, dim]``, group ``g`` generated with label ``g``."""
+  def generate_groups(self, params, eps, omega=None):
+    """``eps [G, n, noise] -> [G, n, dim]``, group ``g`` generated with label ``g``;
+    guided generators take ``omega`` (default: the objective's ``eval_omega``)."""
     G, n, _ = eps.shape
     labels = (jnp.repeat(jnp.arange(G), n) if self.problem.num_classes else None)
-    x = self.generate(params, eps.reshape(G * n, -1), labels)
+    if self.objective.guided and omega is None:
+      omega = self.objective.eval_omega
+    x = self.generate(params, eps.reshape(G * n, -1), labels, omega)
     return x.reshape(G, n, -1)
 
   def _step(self, params, opt_state, key, table=None):
     k_eps, k_pos = jax.random.split(key)
+    k_unc, k_omega = jax.random.split(jax.random.fold_in(key, 1))
     G = self.problem.groups
     eps = self._shard(jax.random.normal(k_eps, (G, self.batch, self.noise_dim)))
     extra = () if table is None else (table,)
     y_pos = self._shard(self.problem.sample_positives(k_pos, self.batch, *extra)
                         .reshape(G, -1, self.problem.dim))
-    drift = jax.vmap(lambda x, y: drift_lib.drift_field(x, y, x, **self.drift_kw))
+    objective = self.objective
+    if objective.guided:
+      # One omega per step for every class; unconditional negatives from all the data.
+      omega = objective.sample_omega(k_omega)
+      y_unc = jax.vmap(lambda k: sample_unconditional(k, objective.num_uncond, table))(
+          jax.random.split(k_unc, G))
+      group_loss = jax.vmap(lambda x, y, u: objective.group_loss(x, y, u, omega))
+    else:
+      omega, y_unc = None, None
+      group_loss = jax.vmap(lambda x, y, u: objective.group_loss(x, y))
 
     def loss_fn(p):
-      x = self.generate_groups(p, eps)
-      V = drift(jax.lax.stop_gradient(x), y_pos)
-      return drift_loss(x.reshape(-1, self.problem.dim), V.reshape(-1, self.problem.dim)), V
+      x = self.generate_groups(p, eps, omega)
+      losses, rms = group_loss(x, y_pos, y_unc)
+      return jnp.mean(losses), rms
 
-    (loss, V), grads = jax.value_and_grad(loss_fn, has_aux=True)(params)
+    (loss, rms), grads = jax.value_and_grad(loss_fn, has_aux=True)(params)
     updates, opt_state = self.tx.update(grads, opt_state, params)
     params = optax.apply_updates(params, updates)
-    return params, opt_state, dict(loss=loss, drift_rms=jnp.sqrt(jnp.mean(jnp.sum(V * V, -1))))
+    return params, opt_state, dict(loss=loss, drift_rms=jnp.sqrt(jnp.mean(rms * rms)))
 
   def make_chunk(self, length: int):
     """Jitted ``(state, seed_keys) -> (state, metrics [S, length])`` for ``length`` steps.
@@ -468,10 +489,7 @@ class Trainer:
   def make_diagnostics(self):
     """Jitted ``(x [S, G, n, dim], y [G, n, dim]) -> [S, 2]``: the largest marginal error
     over groups of the positive and negative couplings."""
-    def one(x, y):
-      info = drift_lib.drift_field_with_info(x, y, x, **self.drift_kw)
-      return jnp.stack([jnp.max(info.marginal_error_pos), jnp.max(info.marginal_error_neg)])
-    per_group = jax.vmap(one)
+    per_group = jax.vmap(self.objective.marginal_errors)
     return jax.jit(jax.vmap(lambda x, y: jnp.max(per_group(x, y), axis=0), in_axes=(0, None)))
 
   def _w2(self, samples) -> list[list[float]]:
@@ -561,7 +579,9 @@ def read_metrics(workdir: str) -> list[dict]:
 #: Config keys added after runs were written without them, and the value that computes
 #: what those runs computed: a ``config.json`` that lacks one compares as holding it.
 FIELDS_WITH_FORMER_DEFAULTS = {"train.ema_decay": 0.0, "model.res_scale": 1.0,
-                               "model.out_init_std": 0.0}
+                               "model.out_init_std": 0.0, "model.omega_dim": 0,
+                               "drift.relative_tau": False,
+                               **objectives.FORMER_DEFAULTS}
 
 
 def write_config(config, workdir: str) -> None:
@@ -635,7 +655,7 @@ def train_generator(config: ml_collections.ConfigDict, workdir: str, problem: Pr
     dim]`` for class-conditional problems), the final state and the trainer.
   """
   check_train_config(config.train)
-  check_drift_config(config.drift, problem.dim)
+  check_drift_config(config, problem.dim, bool(problem.num_classes))
   trainer = Trainer(config, problem)  # checks the device layout before writing anything
   os.makedirs(workdir, exist_ok=True)
   write_config(config, workdir)
