@@ -29,6 +29,7 @@ devices.
 import ml_collections
 
 from sdrift_jax import config_lib
+from sdrift_jax import objectives
 
 ALIASES = {"target": "data.target", "tau": "drift.tau", "T": "drift.T",
            "normalization": "drift.normalization", "cost": "drift.cost",
@@ -51,7 +52,9 @@ def get_config(arg=None):
                                            res_scale=1.0, out_init_std=0.0))
   c.drift = ml_collections.ConfigDict(dict(normalization="sinkhorn", T=41, tau=0.1,
                                            cost="sqeuclidean", mask_self=False,
-                                           algorithm="auto"))
+                                           algorithm="auto", relative_tau=False))
+  # config.loss.objective='feature_drift' trains with the reference codes' loss instead.
+  c.loss = objectives.loss_config()
   c.optim = config_lib.optimizer_config("adam", 1e-3)
   c.train = config_lib.train_config(steps=5000, batch_size=500, log_every=100,
                                     eval_every=100, checkpoint_every=1000)
