@@ -102,7 +102,10 @@ def as_weights(w, n: int, name: str):
     wn = np.asarray(w, dtype=np.float64)
     if not np.all(np.isfinite(wn)) or np.any(wn < 0) or wn.sum() <= 0:
       raise ValueError(f"{name} must be finite, non-negative and not all zero")
-  return jnp.asarray(w)
+    # Kept concrete: inside a jitted caller jnp.asarray would make it a tracer, and the
+    # drift could no longer see that the weights are positive (fast path).
+    return np.asarray(w)
+  return w
 
 
 def check_choice(value, choices: Sequence[str], name: str) -> str:

@@ -124,3 +124,23 @@ def test_positive_weights_use_the_scaling_domain_and_agree():
   fast = drift_field(x, y_pos, y_neg, 0.1, T=31, weights_x=w, algorithm="scaling")
   np.testing.assert_allclose(fast, ref.drift(x, y_pos, y_neg, 0.1, 31, weights_x=w),
                              rtol=1e-4, atol=1e-5)
+
+
+def test_concrete_weights_inside_jit_keep_the_scaling_domain():
+  """Weights that are numbers at trace time (a closure constant of a jitted step) are
+  seen as positive there, so 'auto' keeps the scaling path; traced ones fall back."""
+  x, y_pos, y_neg = clouds(11)
+  w = np.linspace(0.5, 2.0, len(y_neg)).astype(np.float32)
+  seen = {}
+
+  def step(wn=None):
+    _, static = drift_lib._prepare(x, y_pos, y_neg, 0.1, 21, "sinkhorn", "sqeuclidean",
+                                   False, None, None, w if wn is None else wn)
+    seen["constant" if wn is None else "traced"] = static["algorithm"]
+    return drift_field(x, y_pos, y_neg, 0.1, T=21, weights_neg=w if wn is None else wn)
+
+  constant, traced = jax.jit(step)(), jax.jit(step)(jnp.asarray(w))
+  assert seen == {"constant": "scaling", "traced": "log"}
+  want = ref.drift(x, y_pos, y_neg, 0.1, 21, weights_neg=w)
+  for got in (constant, traced):
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
