@@ -225,6 +225,24 @@ def run_mnist(config, workdir: str) -> list[dict]:
   return results
 
 
+def _objective_line(config) -> str:
+  """What the table's tau means: the loss the generators were trained with."""
+  loss = config.get("loss")
+  if loss is None or loss.objective == "drift_field":
+    return ("Loss: the paper's eq. 7 with drift_field; tau absolute, in units of the "
+            "cost (squared distance for the Gaussian kernel) in the 6-d latent space.")
+  g = config.guidance
+  cfg = (f"CFG with {g.num_uncond} unconditional negatives per class, omega ~ "
+         f"omega^-{g.omega_exponent:g} on [{g.omega_min:g}, {g.omega_max:g}], samples "
+         f"at omega = {g.eval_omega:g}" if g.num_uncond else "no CFG")
+  ema = config.train.get("ema_decay", 0.0)
+  return ("Loss: the reference codes' feature-drift loss (sdrift_jax.loss); tau relative "
+          "to the batch's mean distance" + ("" if loss.feature_scale else " (raw units)")
+          + f"; {cfg}; " + (f"EMA {ema:g} (evaluated)" if ema else "no EMA") + "; "
+          f"baseline {config.baseline.get('form', 'joint')} "
+          f"{config.baseline.normalization}, Sinkhorn split T = {config.drift.T}.")
+
+
 def write_table(workdir, results, summary, config) -> str:
   """``table.md`` in the layout of Tables 1 and 3, and ``results.json``."""
   def ms(v, fmt):
@@ -237,6 +255,7 @@ def write_table(workdir, results, summary, config) -> str:
       f"({summary['autoencoded_accuracy']:.2f}% on autoencoded test images). "
       f"{config.train.steps} generator steps, {config.train.batch_size} per class, "
       f"{config.train.num_seeds} seed(s); total {summary['total_seconds']:.0f} s.", "",
+      _objective_line(config), "",
       "EMD: per-class W2^2 in latent space (exact OT, 1000 generated vs the held-out "
       "latents of the class), averaged over classes. Acc: class accuracy (%) of 1000 "
       "decoded samples per class.", "",
