@@ -25,7 +25,10 @@ a power law of exponent 3 on [1, 4], ``weighted_cols`` for Sinkhorn, generator
 conditioned on omega, samples evaluated at omega = 1 as its README's evaluation),
 EMA 0.999, AdamW 2e-4 (betas 0.9, 0.95, weight decay 0.01), 750 warm-up steps, clip 2.0;
 baseline = the joint form with the two-sided coupling and the self-mask, Sinkhorn = the
-split form, unmasked, 20 iterations (T = 41).
+split form, unmasked, 20 iterations (T = 41); generator initialized like PyTorch's.
+Alone it runs the default tau (0.01, Gaussian kernel); the script's own default is three
+temperatures (0.02, 0.05, 0.2) with the Laplacian distance, but its README's table
+commands pass one temperature each, as ``:reference,table1`` / ``:reference,table3`` do.
 Short keys: source, path, download, tau, taus, kernels, methods, steps, seeds, T,
 algorithm, devices, coupling.
 """
@@ -57,7 +60,7 @@ def get_config(arg=None):
   c.classifier = ml_collections.ConfigDict(dict(epochs=10, batch_size=128, learning_rate=1e-3))
   c.model = ml_collections.ConfigDict(dict(kind="mlp", noise_dim=6, embed_dim=32, hidden=256,
                                            depth=3, blocks=0, activation="relu",
-                                           omega_dim=0))
+                                           omega_dim=0, init="flax"))
   # normalization, cost, tau and mask_self are set per sweep setting.
   c.drift = ml_collections.ConfigDict(dict(normalization="sinkhorn", T=41, tau=0.01,
                                            cost="sqeuclidean", mask_self=False,
@@ -78,7 +81,7 @@ def get_config(arg=None):
     c.baseline = ml_collections.ConfigDict(dict(normalization="two_sided", form="joint",
                                                 mask_self=True))
     c.guidance.num_uncond = 16
-    c.model.omega_dim = 32
+    c.model.update(omega_dim=32, init="torch")
     c.optim = config_lib.optimizer_config("adamw", 2e-4, 0.01, b2=0.95, clip_norm=2.0,
                                           schedule="warmup_constant", warmup_steps=750)
     c.train.ema_decay = 0.999

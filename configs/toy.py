@@ -48,7 +48,7 @@ def get_config(arg=None):
   c.data = ml_collections.ConfigDict(dict(target="8gaussians"))
   c.model = ml_collections.ConfigDict(dict(kind="mlp", noise_dim=2, hidden=256, depth=2,
                                            blocks=6, expansion=2, layer_norm=True,
-                                           init="torch", activation="relu",
+                                           init="flax", activation="relu",
                                            res_scale=1.0, out_init_std=0.0))
   c.drift = ml_collections.ConfigDict(dict(normalization="sinkhorn", T=41, tau=0.1,
                                            cost="sqeuclidean", mask_self=False,

@@ -47,7 +47,8 @@ def dispersion(run: str) -> dict:
   n = int(config.eval.num_samples)
   eps = jax.random.normal(jax.random.fold_in(trainer.base_key, 2**31 - 1),
                           (len(names), n, trainer.noise_dim))
-  samples = np.asarray(trainer.make_sampler()(state.params, eps))[0].astype(np.float64)
+  samples = np.asarray(trainer.make_sampler()(trainer.eval_params(state), eps))[0].astype(
+      np.float64)
   synthetic = None
   if config.data.source == "synthetic":
     d = config.data

@@ -29,23 +29,35 @@ class MLPGenerator(nnx.Module):
   concatenated to the noise (the class-conditional generators of Sec. 5.3 and 5.4). With
   ``omega_dim > 0`` the guidance strength ``omega`` enters too, through
   ``Linear(1, omega_dim)``, SiLU, ``Linear(omega_dim, omega_dim)`` (the reference MNIST
-  generator's conditioning).
+  generator's conditioning). ``init='flax'`` (default) keeps Flax's initializers;
+  ``'torch'`` initializes like PyTorch (linear layers uniform in ``+-1 / sqrt(fan_in)``,
+  embeddings N(0, 1)), as the reference MNIST generator starts.
   """
 
   def __init__(self, noise_dim: int, out_dim: int, *, hidden: int = 256, depth: int = 3,
                activation: str = "relu", num_classes: Optional[int] = None,
-               embed_dim: int = 32, omega_dim: int = 0, rngs: nnx.Rngs):
+               embed_dim: int = 32, omega_dim: int = 0, init: str = "flax",
+               rngs: nnx.Rngs):
     self.act = _activation(activation)
-    self.embed = (nnx.Embed(num_classes, embed_dim, rngs=rngs) if num_classes else None)
-    self.omega_in = nnx.Linear(1, omega_dim, rngs=rngs) if omega_dim else None
-    self.omega_out = nnx.Linear(omega_dim, omega_dim, rngs=rngs) if omega_dim else None
+    if init == "torch":
+      linear = lambda i, o: _torch_like_linear(i, o, rngs)
+      embed_init = jax.nn.initializers.normal(1.0)
+    elif init == "flax":
+      linear = lambda i, o: nnx.Linear(i, o, rngs=rngs)
+      embed_init = None
+    else:
+      raise ValueError(f"unknown model.init {init!r}: expected 'torch' or 'flax'")
+    kw = {} if embed_init is None else dict(embedding_init=embed_init)
+    self.embed = nnx.Embed(num_classes, embed_dim, rngs=rngs, **kw) if num_classes else None
+    self.omega_in = linear(1, omega_dim) if omega_dim else None
+    self.omega_out = linear(omega_dim, omega_dim) if omega_dim else None
     width = noise_dim + (embed_dim if num_classes else 0) + omega_dim
     layers = []
     for _ in range(depth):
-      layers.append(nnx.Linear(width, hidden, rngs=rngs))
+      layers.append(linear(width, hidden))
       width = hidden
     self.hidden = nnx.List(layers)
-    self.out = nnx.Linear(width, out_dim, rngs=rngs)
+    self.out = linear(width, out_dim)
 
   def __call__(self, eps: jax.Array, labels: Optional[jax.Array] = None,
                omega: Optional[jax.Array] = None) -> jax.Array:
@@ -167,7 +179,8 @@ def make_generator(model_config, out_dim: int, key: jax.Array,
     return MLPGenerator(model_config.noise_dim, out_dim, hidden=model_config.hidden,
                         depth=model_config.depth, activation=model_config.activation,
                         num_classes=num_classes, embed_dim=model_config.get("embed_dim", 32),
-                        omega_dim=int(model_config.get("omega_dim", 0)), rngs=rngs)
+                        omega_dim=int(model_config.get("omega_dim", 0)),
+                        init=model_config.get("init", "flax"), rngs=rngs)
   if kind == "resmlp":
     if num_classes or model_config.get("omega_dim", 0):
       raise ValueError("model.kind='resmlp' is unconditional; use 'mlp' for class labels "

@@ -115,6 +115,27 @@ class Objective:
   def sample_omega(self, key) -> jax.Array:
     return sample_omega(key, *self.omega_range)
 
+  def batch_loss(self, x, y_pos, y_uncond=None, omega=None):
+    """Loss of a step over ``G`` groups: ``x [G, B, d]`` (differentiated), ``y_pos
+    [G, P, d]``, ``y_uncond [G, U, d]`` or None, ``omega`` scalar or None. Returns
+    ``(loss, drift_rms)``, each the mean over groups (of the per-group loss and of the
+    squared drift norms)."""
+    if self.name == "drift_field":
+      # One vmapped drift and one loss over all G * B samples: the computation (and so
+      # the rounding) of the trainer before the objectives existed.
+      sg = jax.lax.stop_gradient
+      V = jax.vmap(lambda x, y: drift_lib.drift_field(x, y, x, **self.drift_kwargs))(sg(x),
+                                                                                      y_pos)
+      x2, V2 = x.reshape(-1, x.shape[-1]), V.reshape(-1, x.shape[-1])
+      loss = 0.5 * jnp.mean(jnp.sum(jnp.square(x2 - sg(x2 + V2)), axis=-1))
+      return loss, jnp.sqrt(jnp.mean(jnp.sum(V2 * V2, -1)))
+    if y_uncond is None:
+      losses, rms = jax.vmap(lambda x, y: self.group_loss(x, y))(x, y_pos)
+    else:
+      losses, rms = jax.vmap(lambda x, y, u: self.group_loss(x, y, u, omega))(x, y_pos,
+                                                                              y_uncond)
+    return jnp.mean(losses), jnp.sqrt(jnp.mean(rms * rms))
+
   def group_loss(self, x, y_pos, y_uncond=None, omega=1.0):
     """Loss and drift RMS of one group: ``x [B, d]`` (differentiated), ``y_pos [P, d]``,
     ``y_uncond [U, d]`` or None, ``omega`` scalar. Returns ``(loss, drift_rms)``."""
@@ -186,6 +207,15 @@ def make_objective(config) -> Objective:
   if not num_uncond and (lo, hi, a, float(guidance["eval_omega"])) != (1.0, 4.0, 3.0, 1.0):
     raise ValueError("config.guidance omega settings need config.guidance.num_uncond > 0 "
                      "(without unconditional negatives omega changes nothing)")
+  if not num_uncond and loss["uncond_marginal"] != _LOSS_DEFAULTS["uncond_marginal"]:
+    raise ValueError("config.loss.uncond_marginal applies to the unconditional negatives "
+                     "of classifier-free guidance; set config.guidance.num_uncond > 0")
+  if (num_uncond and loss["uncond_marginal"] == "none" and drift.normalization == "sinkhorn"
+      and lo <= 1.0):
+    raise ValueError(
+        "config.loss.uncond_marginal='none' with Sinkhorn needs omega > 1 at every step "
+        f"(omega = 1 empties the unconditional columns: infeasible marginals); "
+        f"config.guidance.omega_min is {lo}")
   return Objective(name, {}, kw, num_uncond, (lo, hi, a) if num_uncond else (1.0, 1.0, 1.0),
                    float(guidance["eval_omega"]) if num_uncond else 1.0)
 

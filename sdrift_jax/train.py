@@ -336,6 +336,9 @@ class Trainer:
     self.batch = int(config.train.batch_size)
     self.noise_dim = int(config.model.noise_dim)
     self.objective = objectives.make_objective(config)
+    if self.objective.guided and problem.table is None:
+      raise ValueError("classifier-free guidance draws unconditional negatives from the "
+                       "problem's data table; this problem has none")
     if bool(config.model.get("omega_dim", 0)) != self.objective.guided:
       raise ValueError("config.model.omega_dim > 0 (a generator that takes omega) and "
                        "config.guidance.num_uncond > 0 (classifier-free guidance) go "
@@ -435,26 +438,28 @@ class Trainer:
     extra = () if table is None else (table,)
     y_pos = self._shard(self.problem.sample_positives(k_pos, self.batch, *extra)
                         .reshape(G, -1, self.problem.dim))
-    objective = self.objective
-    if objective.guided:
-      # One omega per step for every class; unconditional negatives from all the data.
-      omega = objective.sample_omega(k_omega)
-      y_unc = jax.vmap(lambda k: sample_unconditional(k, objective.num_uncond, table))(
-          jax.random.split(k_unc, G))
-      group_loss = jax.vmap(lambda x, y, u: objective.group_loss(x, y, u, omega))
-    else:
-      omega, y_unc = None, None
-      group_loss = jax.vmap(lambda x, y, u: objective.group_loss(x, y))
+    omega, y_unc = self.sample_guidance(k_omega, k_unc, table)
 
     def loss_fn(p):
       x = self.generate_groups(p, eps, omega)
-      losses, rms = group_loss(x, y_pos, y_unc)
-      return jnp.mean(losses), rms
+      return self.objective.batch_loss(x, y_pos, y_unc, omega)
 
-    (loss, rms), grads = jax.value_and_grad(loss_fn, has_aux=True)(params)
+    (loss, drift_rms), grads = jax.value_and_grad(loss_fn, has_aux=True)(params)
     updates, opt_state = self.tx.update(grads, opt_state, params)
     params = optax.apply_updates(params, updates)
-    return params, opt_state, dict(loss=loss, drift_rms=jnp.sqrt(jnp.mean(rms * rms)))
+    return params, opt_state, dict(loss=loss, drift_rms=drift_rms)
+
+  def sample_guidance(self, k_omega, k_unc, table=None):
+    """``(omega, y_uncond [G, U, dim])`` of one guided step, ``(None, None)`` otherwise:
+    one omega for every class (as the reference), each class its own unconditional
+    negatives drawn from all classes' data."""
+    objective = self.objective
+    if not objective.guided:
+      return None, None
+    omega = objective.sample_omega(k_omega)
+    y_unc = jax.vmap(lambda k: sample_unconditional(k, objective.num_uncond, table))(
+        jax.random.split(k_unc, self.problem.groups))
+    return omega, y_unc
 
   def make_chunk(self, length: int):
     """Jitted ``(state, seed_keys) -> (state, metrics [S, length])`` for ``length`` steps.
@@ -580,6 +585,7 @@ def read_metrics(workdir: str) -> list[dict]:
 #: what those runs computed: a ``config.json`` that lacks one compares as holding it.
 FIELDS_WITH_FORMER_DEFAULTS = {"train.ema_decay": 0.0, "model.res_scale": 1.0,
                                "model.out_init_std": 0.0, "model.omega_dim": 0,
+                               "model.init": "flax",
                                "drift.relative_tau": False,
                                **objectives.FORMER_DEFAULTS}
 

@@ -6,6 +6,7 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
+import optax
 import pytest
 from scipy import stats
 
@@ -115,8 +116,79 @@ def test_guided_training_runs_resumes_and_samples_at_eval_omega(tmp_path):
   train.train_generator(c2, str(tmp_path / "b"), problem)
   c2.train.steps = 4
   resumed = train.train_generator(c2, str(tmp_path / "b"), problem)
-  for a, b in zip(jax.tree.leaves(out["state"].params), jax.tree.leaves(resumed["state"].params)):
+  for a, b in zip(jax.tree.leaves((out["state"].params, out["state"].ema)),
+                  jax.tree.leaves((resumed["state"].params, resumed["state"].ema))):
     np.testing.assert_array_equal(a, b)
+
+
+def test_guided_step_shares_omega_and_draws_negatives_per_class():
+  problem = table_problem()
+  trainer = train.Trainer(guided_config(), problem)
+  table = (jnp.asarray(problem.table.read((slice(None),) * 3, problem.table.shape())),
+           jnp.asarray(problem.table.counts))
+  omega, y_unc = trainer.sample_guidance(jax.random.key(1), jax.random.key(2), table)
+  assert omega.shape == () and 1.0 <= float(omega) <= 4.0
+  assert y_unc.shape == (3, 4, 3)
+  assert not np.allclose(y_unc[0], y_unc[1])
+  unguided = train.Trainer(load("mnist.py", "smoke"), problem)
+  assert unguided.sample_guidance(jax.random.key(1), jax.random.key(2), table) == (None, None)
+
+
+def test_default_objective_trains_exactly_as_the_paper_loss_step():
+  """The drift_field objective's step equals, bit for bit, the step written out here:
+  one vmapped drift over the classes and eq. 7's loss over all samples."""
+  problem = table_problem(dim=6)
+  c = train.method_config(load("mnist.py", "smoke"), "sinkhorn")
+  c.drift.tau = 5.0
+  trainer = train.Trainer(c, problem)
+  table = trainer.device_table()
+  state = trainer.init()
+  params = jax.tree.map(lambda a: a[0], state.params)
+  opt_state = jax.tree.map(lambda a: a[0], state.opt_state)
+  kw = trainer.objective.drift_kwargs
+
+  @jax.jit
+  def written_out(params, opt_state, key):
+    k_eps, k_pos = jax.random.split(key)
+    eps = jax.random.normal(k_eps, (3, trainer.batch, trainer.noise_dim))
+    y_pos = train.sample_from_table(k_pos, trainer.batch, table)
+
+    def loss_fn(p):
+      x = trainer.generate_groups(p, eps)
+      V = jax.vmap(lambda x, y: drift_field(x, y, x, **kw))(jax.lax.stop_gradient(x), y_pos)
+      x2, V2 = x.reshape(-1, 6), V.reshape(-1, 6)
+      return 0.5 * jnp.mean(jnp.sum(jnp.square(x2 - jax.lax.stop_gradient(x2 + V2)), -1))
+
+    loss, grads = jax.value_and_grad(loss_fn)(params)
+    updates, opt_state = trainer.tx.update(grads, opt_state, params)
+    return optax.apply_updates(params, updates), opt_state, loss
+
+  step = jax.jit(lambda p, o, k: trainer._step(p, o, k, table))
+  a, b = (params, opt_state), (params, opt_state)
+  for t in range(3):
+    key = jax.random.fold_in(jax.random.key(7), t)
+    pa, oa, ma = step(*a, key)
+    pb, ob, lb = written_out(*b, key)
+    a, b = (pa, oa), (pb, ob)
+    assert float(ma["loss"]) == float(lb)
+  for x, y in zip(jax.tree.leaves(a[0]), jax.tree.leaves(b[0])):
+    np.testing.assert_array_equal(x, y)
+
+
+def test_mlp_torch_init():
+  from flax import nnx
+  from sdrift_jax import models
+  m = models.MLPGenerator(6, 6, hidden=256, depth=3, num_classes=10, embed_dim=32,
+                          omega_dim=32, init="torch", rngs=nnx.Rngs(0))
+  emb = np.asarray(m.embed.embedding[...])
+  assert abs(emb.std() - 1.0) < 0.1
+  w = np.asarray(m.hidden[1].kernel[...])
+  bound = 1 / np.sqrt(256)
+  assert np.abs(w).max() <= bound and w.std() == pytest.approx(bound / np.sqrt(3), rel=0.05)
+  assert np.abs(np.asarray(m.omega_in.kernel[...])).max() <= 1.0
+  assert np.abs(np.asarray(m.omega_in.bias[...])).max() > 0.1  # uniform bias, not zeros
+  with pytest.raises(ValueError, match="model.init"):
+    models.MLPGenerator(6, 6, init="jax", rngs=nnx.Rngs(0))
 
 
 @pytest.mark.parametrize("edit,match", [
@@ -124,7 +196,7 @@ def test_guided_training_runs_resumes_and_samples_at_eval_omega(tmp_path):
     (lambda c: c.guidance.update(num_uncond=4), r"guidance.num_uncond.*'feature_drift'"),
     (lambda c: c.loss.update(objective="feature_drift", form="joint",
                              uncond_marginal="post_guidance"),
-     "post_guidance"),
+     "uncond_marginal applies to the unconditional"),
     (lambda c: c.loss.update(objective="mmd"), "unknown config.loss.objective"),
     (lambda c: (c.loss.update(objective="feature_drift"), c.drift.update(relative_tau=True)),
      "relative_tau"),
@@ -143,6 +215,17 @@ def test_config_values_take_effect_or_are_refused(edit, match):
     edit(c)
   with pytest.raises(ValueError, match=match):
     objectives.check_objective_config(c)
+
+
+def test_guided_option_combinations_are_refused():
+  c = guided_config(form="joint", uncond_marginal="post_guidance")
+  with pytest.raises(ValueError, match="post_guidance"):
+    objectives.check_objective_config(c, 6, conditional=True)
+  c = guided_config(uncond_marginal="none")
+  with pytest.raises(ValueError, match="omega > 1"):
+    objectives.check_objective_config(c, 6, conditional=True)
+  c.guidance.omega_min = 1.5
+  objectives.check_objective_config(c, 6, conditional=True)
 
 
 def test_guidance_needs_classes_and_an_omega_input():
