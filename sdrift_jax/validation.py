@@ -112,3 +112,54 @@ def check_choice(value, choices: Sequence[str], name: str) -> str:
   if not isinstance(value, str) or value not in choices:
     raise ValueError(f"unknown {name} {value!r}: expected one of {tuple(choices)}")
   return value
+
+
+def _on_host(v) -> bool:
+  if isinstance(v, np.ndarray):
+    return True
+  try:
+    return all(d.platform == "cpu" for d in v.devices())
+  except (AttributeError, RuntimeError):
+    return False
+
+
+@jax.jit
+def _finite_flags(*arrays):
+  return jnp.stack([jnp.all(jnp.isfinite(v)) for v in arrays])
+
+
+def check_finite(check, **arrays) -> None:
+  """Refuses NaN or inf in the point clouds ``arrays`` (name -> ``[n, ...]`` or None).
+
+  One NaN or inf row makes every row of a drift NaN (it enters every normalization), so
+  the first bad row is named here instead.
+
+  Args:
+    check: ``None`` checks concrete arrays and skips traced ones (inside ``jax.jit`` the
+      values do not exist yet); ``True`` requires concrete arrays; ``False`` skips.
+
+  Raises:
+    ValueError: naming the argument and its first non-finite row; or ``check=True`` with
+      traced arrays.
+  """
+  if check is not None and not isinstance(check, (bool, np.bool_)):
+    raise ValueError(f"check_finite must be None, True or False, got {check!r}")
+  arrays = {k: v for k, v in arrays.items() if v is not None}
+  traced = any(_is_traced(v) for v in arrays.values())
+  if check is False or (check is None and traced):
+    return
+  if traced:
+    raise ValueError("check_finite=True needs concrete arrays, but they are traced (inside "
+                     "jax.jit): check them before the jitted call, or leave check_finite "
+                     "at None")
+  if all(_on_host(v) for v in arrays.values()):
+    # Host memory: NumPy reads it in place, cheaper than a dispatch.
+    flags = [bool(np.isfinite(np.asarray(v)).all()) for v in arrays.values()]
+  else:
+    flags = np.asarray(_finite_flags(*arrays.values()))  # one dispatch, one host sync
+  for ok, (name, v) in zip(flags, arrays.items()):
+    if not ok:
+      bad = ~np.all(np.isfinite(np.asarray(v).reshape(v.shape[0], -1)), axis=1)
+      rows = np.flatnonzero(bad)
+      raise ValueError(f"{name} holds NaN or inf in row {rows[0]} ({len(rows)} of "
+                       f"{v.shape[0]} rows); one such row makes the whole result NaN")

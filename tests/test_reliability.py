@@ -220,3 +220,118 @@ def test_run_resumes_from_previous_step_when_latest_is_damaged(tmp_path, caplog)
   assert "from step 30" in caplog.text
   steps = [r["step"] for r in train.read_metrics(str(tmp_path))]
   assert steps == [10, 20, 30, 40, 50]
+
+
+# Overrides ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("arg,match", [
+    ("smoke,T=1.5", r"config key 'drift.T': cannot set '1.5': expected an integer"),
+    ("smoke,steps=2.5", r"config key 'train.steps': cannot set '2.5': expected an integer"),
+    ("smoke,tau=abc", r"config key 'drift.tau': cannot set 'abc': expected a number"),
+    ("smoke,drift.mask_self=maybe", r"'drift.mask_self': cannot set 'maybe': expected a bool"),
+])
+def test_overrides_refuse_values_of_the_wrong_type_naming_key_and_value(arg, match):
+  with pytest.raises(ValueError, match=match):
+    load("toy.py", arg)
+
+
+def test_integer_overrides_still_take_integers_and_floats_take_ints():
+  c = load("toy.py", "smoke,T=3,tau=1,steps=1e3")
+  assert c.drift.T == 3 and c.drift.tau == 1.0 and isinstance(c.drift.tau, float)
+  assert c.train.steps == 1000
+  with pytest.raises(ValueError, match="config key 'tau': cannot set 'x'"):
+    load("mnist.py", "smoke,tau=x")
+
+
+def test_short_key_typo_lists_the_short_keys():
+  with pytest.raises(KeyError, match=r"unknown config key 'tua'; short keys: \['T', "):
+    load("toy.py", "smoke,tua=0.1")
+
+
+def test_steps_below_the_restored_step_are_refused(tmp_path):
+  runner.run(load("toy.py", "smoke,steps=20"), str(tmp_path))
+  with pytest.raises(ValueError, match=r"train.steps = 10 but .* at step 20; ask for steps >= 20"):
+    runner.run(load("toy.py", "smoke,steps=10"), str(tmp_path))
+  assert [r["step"] for r in train.read_metrics(str(tmp_path))] == [10, 20]
+
+
+# Command line ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("args,match", [
+    (["--config=configs/nope.py"], "no config file 'configs/nope.py'"),
+    (["--config=configs/toy.py:smok"], "unknown variant(s) ['smok']"),
+    (["--config=configs/toy.py:smoke,T=1.5"], "cannot set '1.5': expected an integer"),
+    (["--config=configs/toy.py:smoke,tau=abc"], "cannot set 'abc'"),
+    (["--config=configs/toy.py:smoke", "--config.drift.tua=0.1"],
+     "unknown config key 'drift.tua'"),
+    (["--config=configs/toy.py:smoke", "--config.drift.T=1.5"], "config.drift.T=1.5"),
+    (["--config=configs/toy.py:smoke", "--no_such_flag"], "no_such_flag"),
+    ([], "--config is required"),
+])
+def test_cli_usage_errors_are_one_line_and_exit_2(tmp_path, args, match):
+  out = _cli(*args, f"--workdir={tmp_path / 'w'}")
+  assert out.returncode == 2, out.stderr
+  assert "Traceback" not in out.stderr and match in out.stderr, out.stderr
+  assert len(out.stderr.strip().splitlines()) == 2  # the error and the usage line
+  assert not os.path.exists(tmp_path / "w")
+
+
+def test_cli_run_errors_are_two_lines_and_debug_shows_the_traceback(tmp_path):
+  out = _cli("--config=configs/toy.py:smoke,tau=0", f"--workdir={tmp_path}")
+  assert out.returncode == 1 and "Traceback" not in out.stderr
+  assert out.stderr.strip().splitlines()[-2] == (
+      "error: bad config.drift: tau must be positive and finite, got 0.0")
+  out = _cli("--config=configs/toy.py:smoke,tau=0", f"--workdir={tmp_path}",
+             env=dict(SDRIFT_DEBUG="1"))
+  assert out.returncode == 1 and "Traceback" in out.stderr
+
+
+def test_cli_help_lists_every_config_and_variant():
+  out = _cli("--help")
+  assert out.returncode == 0
+  for name in ("toy", "mnist", "latents", "ffhq_alae", "particles"):
+    assert f"configs/{name}.py" in out.stdout
+  for variant in (":smoke", ":fig2", ":appj", ":table1", ":table3", ":reference",
+                  ":scale_free"):
+    assert variant in out.stdout
+
+
+# check_finite ---------------------------------------------------------------------------
+
+
+def _bad_clouds():
+  rng = np.random.default_rng(0)
+  x = rng.normal(size=(20, 3)).astype(np.float32)
+  bad = x.copy()
+  bad[4, 1] = np.nan
+  bad[9] = np.inf
+  return x, bad
+
+
+@pytest.mark.parametrize("fn,args,name", [
+    ("drift_field", lambda x, b: (b, x, None, 0.1), "x"),
+    ("drift_field", lambda x, b: (x, b, None, 0.1), "y_pos"),
+    ("drift_field_with_info", lambda x, b: (x, x + 1, b, 0.1), "y_neg"),
+    ("sinkhorn", lambda x, b: (x, b, 0.1), "y"),
+    ("feature_drift", lambda x, b: (x, x + 1, b), "y_uncond"),
+])
+def test_check_finite_names_argument_and_first_bad_row(fn, args, name):
+  import sdrift_jax
+  from sdrift_jax import drift
+  f = getattr(sdrift_jax, fn, None) or getattr(drift, fn)
+  x, bad = _bad_clouds()
+  kw = dict(tau=0.1) if fn == "feature_drift" else {}
+  with pytest.raises(ValueError, match=rf"^{name} holds NaN or inf in row 4 \(2 of 20 rows\)"):
+    f(*args(x, bad), **kw)
+  f(*args(x, bad), **kw, check_finite=False)  # off: computes (NaN), no error
+
+
+def test_check_finite_under_jit_is_off_by_default_and_refused_when_asked():
+  import sdrift_jax
+  x, bad = _bad_clouds()
+  out = jax.jit(lambda a: sdrift_jax.drift_field(a, x, None, 0.1))(bad)
+  assert np.all(np.isnan(out))  # documented: a traced input cannot be checked
+  with pytest.raises(ValueError, match="check_finite=True needs concrete arrays"):
+    jax.jit(lambda a: sdrift_jax.drift_field(a, x, None, 0.1, check_finite=True))(bad)
