@@ -673,10 +673,10 @@ def train_generator(config: ml_collections.ConfigDict, workdir: str, problem: Pr
 
 def _zero_drift_note(name: str, first: int, last: int) -> None:
   log.info("%s: the drift is exactly 0 at every step %d-%d, so the loss is exactly 0 and "
-           "the generator does not move: every kernel weight exp(-cost / tau) underflows "
-           "to 0 or the normalized attraction and repulsion cancel (the baseline at a "
-           "small tau); not a bug in the run, a property of the method at this tau",
-           name, first, last)
+           "the generator does not move: at this tau the kernel weights exp(-cost / tau) "
+           "underflow to 0 (the baseline's normalization then gives no drift, where "
+           "Sinkhorn's still does); a property of the method at this tau, not a failure "
+           "of the run (a larger tau or drift.relative_tau avoids it)", name, first, last)
 
 
 def _train_generator(config, workdir: str, problem: Problem, trainer: "Trainer") -> dict:

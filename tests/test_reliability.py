@@ -335,3 +335,24 @@ def test_check_finite_under_jit_is_off_by_default_and_refused_when_asked():
   assert np.all(np.isnan(out))  # documented: a traced input cannot be checked
   with pytest.raises(ValueError, match="check_finite=True needs concrete arrays"):
     jax.jit(lambda a: sdrift_jax.drift_field(a, x, None, 0.1, check_finite=True))(bad)
+
+
+# Smoke configs and on-screen notes ------------------------------------------------------
+
+
+def test_ffhq_smoke_runs_without_a_path_and_the_full_config_says_it_needs_one(tmp_path):
+  c = load("ffhq_alae.py", "smoke")
+  assert c.data.source == "synthetic" and c.data.dim == 512 and c.data.num_classes == 6
+  assert load("ffhq_alae.py", "smoke,path=/x.npz").data.source == "npz"
+  with pytest.raises(ValueError, match="config.data.path is empty: give the .npz"):
+    runner.run(load("ffhq_alae.py"), str(tmp_path / "w"))
+  assert not os.path.exists(tmp_path / "w")  # refused before any work
+
+
+def test_exactly_zero_drift_is_explained_once(tmp_path, caplog):
+  c = load("latents.py", "smoke,tau=0.01")
+  c.sweep.methods = ("baseline",)
+  with caplog.at_level(logging.INFO, logger="sdrift_jax"):
+    runner.run(c, str(tmp_path))
+  notes = [r for r in caplog.records if "the drift is exactly 0" in r.getMessage()]
+  assert len(notes) == 1 and "underflow" in notes[0].getMessage()
