@@ -356,3 +356,31 @@ def test_exactly_zero_drift_is_explained_once(tmp_path, caplog):
     runner.run(c, str(tmp_path))
   notes = [r for r in caplog.records if "the drift is exactly 0" in r.getMessage()]
   assert len(notes) == 1 and "underflow" in notes[0].getMessage()
+
+
+# MNIST helper networks ------------------------------------------------------------------
+
+
+def _fit(epochs, checkpoint_dir=None):
+  from flax import nnx
+  from sdrift_jax import mnist, models
+  rng = np.random.default_rng(0)
+  x = mnist.to_float(rng.integers(0, 256, (64, 28, 28), dtype=np.uint8))
+  y = jnp.asarray(rng.integers(0, 10, 64))
+  model = models.SmallCNN(rngs=nnx.Rngs(params=jax.random.key(0)))
+  _, params = mnist.fit(model, mnist._clf_loss, x, y, epochs=epochs, batch_size=32,
+                        learning_rate=1e-3, key=jax.random.key(1), name="clf",
+                        checkpoint_dir=checkpoint_dir)
+  return jax.tree.leaves(params)
+
+
+def test_interrupted_fit_resumes_after_its_last_epoch(tmp_path, caplog):
+  reference = _fit(3)
+  _fit(1, str(tmp_path / "progress"))  # interrupted after epoch 1
+  _flip(str(tmp_path / "progress" / "1"))  # and its checkpoint damaged: starts over
+  _fit(2, str(tmp_path / "progress"))  # interrupted after epoch 2
+  with caplog.at_level(logging.INFO, logger="sdrift_jax"):
+    resumed = _fit(3, str(tmp_path / "progress"))
+  assert "resumed after epoch 2/3" in caplog.text
+  for a, b in zip(reference, resumed):
+    np.testing.assert_array_equal(a, b)
