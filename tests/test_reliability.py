@@ -384,3 +384,60 @@ def test_interrupted_fit_resumes_after_its_last_epoch(tmp_path, caplog):
   assert "resumed after epoch 2/3" in caplog.text
   for a, b in zip(reference, resumed):
     np.testing.assert_array_equal(a, b)
+
+
+# kill -9 at random steps ----------------------------------------------------------------
+
+
+def _final_state(workdir, arg):
+  from sdrift_jax import toy
+  c = load("toy.py", arg)
+  ckpt = checkpoint_lib.Checkpointer(os.path.join(workdir, "checkpoints"))
+  step, state = ckpt.restore_latest(train.Trainer(c, toy.make_problem(c)).init())
+  ckpt.close()
+  return step, jax.tree.leaves(state)
+
+
+def _without_timing(records):
+  return [{k: v for k, v in r.items() if k not in ("steps_per_s", "seconds")}
+          for r in records]
+
+
+@pytest.mark.parametrize("kills,seed", [
+    (2, 0), pytest.param(3, 1, marks=pytest.mark.slow)])
+def test_kill_9_at_random_steps_then_resume_equals_uninterrupted(tmp_path, kills, seed):
+  steps = 60 * (kills + 1)
+  arg = f"smoke,steps={steps}"
+  cmd = [f"--config=configs/toy.py:{arg}", "--config.train.checkpoint_every=10"]
+  c = load("toy.py", arg)
+  c.train.checkpoint_every = 10
+  runner.run(c, str(tmp_path / "ref"))  # in this process: one interpreter start fewer
+  killed = tmp_path / "killed"
+  ckpt_dir = killed / "checkpoints"
+  rng = random.Random(seed)
+  targets = sorted(rng.sample(range(10, steps - 30, 10), kills))
+  for target in targets:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "experiments.run", *cmd, f"--workdir={killed}"], cwd=ROOT,
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 240
+    while time.time() < deadline and proc.poll() is None:
+      done = [int(p) for p in os.listdir(ckpt_dir) if p.isdigit()] if ckpt_dir.exists() else []
+      if any(s >= target for s in done):
+        # A random moment after the target: mid-chunk, mid-write or mid-save.
+        time.sleep(rng.uniform(0, 0.02))
+        break
+      time.sleep(0.01)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+  done = [int(p) for p in os.listdir(ckpt_dir) if p.isdigit()]
+  assert done and max(done) < steps, f"the run was not interrupted: {done}"
+  again = _cli(*cmd, f"--workdir={killed}", timeout=300)
+  assert again.returncode == 0, again.stderr[-2000:]
+  step_a, ref_state = _final_state(str(tmp_path / "ref"), arg)
+  step_b, state = _final_state(str(killed), arg)
+  assert step_a == step_b == steps
+  for a, b in zip(ref_state, state):
+    np.testing.assert_array_equal(a, b)
+  assert _without_timing(train.read_metrics(str(killed))) == _without_timing(
+      train.read_metrics(str(tmp_path / "ref")))
