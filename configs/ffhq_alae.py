@@ -27,6 +27,7 @@ from configs import latents as latents_config
 from sdrift_jax import config_lib
 
 ALIASES = dict(latents_config.ALIASES, path="data.path", keys="data.class_keys")
+PER_SETTING = latents_config.PER_SETTING
 VARIANTS = {
     "smoke": "10 steps of a small model on path= (without one: a synthetic 6 x 512-d stand-in)",
     "scale_free": "the reference codes' loss, tau relative to the batch's mean distance",
@@ -51,4 +52,6 @@ def get_config(arg=None):
   if tau is not None:
     c.sweep.taus = (config_lib.parse_float("tau", tau),)
   config_lib.apply_assignments(c, assignments, ALIASES)
+  config_lib.check_per_setting(c, [ALIASES.get(k, k) for k in assignments], PER_SETTING,
+                               "configs/ffhq_alae.py")
   return c

@@ -25,6 +25,10 @@ ALIASES = {"devices": "parallel.devices", "coupling": "parallel.coupling",
            "decoder": "eval.decoder", "features": "eval.features"}
 
 
+#: Fields each sweep setting sets, and the field to override instead.
+PER_SETTING = {"drift.tau": "tau=... or sweep.taus",
+               "drift.normalization": "sweep.methods or baseline.normalization",
+               "drift.mask_self": "baseline.mask_self"}
 VARIANTS = {
     "smoke": "3 small classes, 10 steps of a small model: end to end in seconds",
     "scale_free": "the reference codes' loss, tau relative to the batch's mean distance",
@@ -96,4 +100,6 @@ def get_config(arg=None):
   if tau is not None:
     c.sweep.taus = (config_lib.parse_float("tau", tau),)
   config_lib.apply_assignments(c, assignments, ALIASES)
+  config_lib.check_per_setting(c, [ALIASES.get(k, k) for k in assignments], PER_SETTING,
+                               "configs/latents.py")
   return c

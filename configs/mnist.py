@@ -42,6 +42,10 @@ ALIASES = {"source": "data.source", "path": "data.path", "download": "data.downl
            "coupling": "parallel.coupling"}
 
 
+#: Fields each sweep setting sets, and the field to override instead.
+PER_SETTING = {"drift.tau": "tau=... or sweep.taus", "drift.cost": "sweep.kernels",
+               "drift.normalization": "sweep.methods or baseline.normalization",
+               "drift.mask_self": "baseline.mask_self"}
 VARIANTS = {
     "smoke": "600 images, 2 autoencoder epochs, 20 generator steps: end to end in a minute",
     "table1": "Table 1: the Gaussian-kernel tau sweep, baseline against Sinkhorn",
@@ -107,4 +111,6 @@ def get_config(arg=None):
   if tau is not None:
     c.sweep.taus = (config_lib.parse_float("tau", tau),)
   config_lib.apply_assignments(c, assignments, ALIASES)
+  config_lib.check_per_setting(c, [ALIASES.get(k, k) for k in assignments], PER_SETTING,
+                               "configs/mnist.py")
   return c

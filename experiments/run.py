@@ -108,12 +108,19 @@ def _check_config_argument(argv) -> None:
                       for p in sorted(glob.glob(os.path.join(ROOT, "configs", "*.py"))))
     _usage_error(f"no config file {path!r}; the configs are {names}")
   try:
-    config = _load_module(path).get_config(variant or None)
+    module = _load_module(path)
+    config = module.get_config(variant or None)
   except (ValueError, KeyError, TypeError) as e:
     _usage_error(f"--config={arg}: {_message(e)}")
+  module_per_setting = getattr(module, "PER_SETTING", {})
   for a in argv:
     if a.startswith("--config."):
       dotted = a[len("--config."):].split("=", 1)[0]
+      try:
+        from sdrift_jax import config_lib  # pylint: disable=g-import-not-at-top
+        config_lib.check_per_setting(config, [dotted], module_per_setting, path)
+      except ValueError as e:
+        _usage_error(f"{a}: {_message(e)}")
       node = config
       for i, name in enumerate(dotted.split(".")):
         if not hasattr(node, "keys") or name not in node:

@@ -132,6 +132,25 @@ def apply_assignments(config, assignments: dict[str, str], aliases: dict[str, st
     set_typed(config, dotted, value)
 
 
+def check_per_setting(config, keys, per_setting: dict[str, str], config_name: str) -> None:
+  """Refuses overrides of fields that a sweep sets per setting, which would be ignored.
+
+  Args:
+    config: the ConfigDict; the check applies while ``config.sweep.enabled`` (or when the
+      sweep block has no ``enabled`` field: the experiment always sweeps).
+    keys: the dotted keys the user set.
+    per_setting: dotted field -> what to set instead (``{'drift.tau': 'sweep.taus'}``).
+    config_name: for the message.
+  """
+  sweep = config.get("sweep")
+  if sweep is None or not sweep.get("enabled", True):
+    return
+  for key in keys:
+    if key in per_setting:
+      raise ValueError(f"{key} is set per sweep setting in {config_name}, so this value "
+                       f"would be ignored; set {per_setting[key]} instead")
+
+
 def check_unknown_flags(flags: set[str], known, config_name: str) -> None:
   """Refuses variant names not in ``known`` (a set, or a config's ``VARIANTS`` dict of
   name -> one-line description)."""

@@ -4,6 +4,7 @@ import json
 import logging
 import os
 import random
+import re
 import shutil
 import signal
 import subprocess
@@ -247,6 +248,19 @@ def test_integer_overrides_still_take_integers_and_floats_take_ints():
 def test_short_key_typo_lists_the_short_keys():
   with pytest.raises(KeyError, match=r"unknown config key 'tua'; short keys: \['T', "):
     load("toy.py", "smoke,tua=0.1")
+
+
+@pytest.mark.parametrize("name,arg,match", [
+    ("mnist.py", "smoke,drift.tau=0.05", "set tau=... or sweep.taus instead"),
+    ("latents.py", "smoke,drift.normalization=one_sided", "sweep.methods"),
+    ("toy.py", "fig2,tau=0.05", "set sweep.taus instead"),
+])
+def test_fields_a_sweep_sets_are_refused(name, arg, match):
+  with pytest.raises(ValueError, match="is set per sweep setting.*" + re.escape(match)):
+    load(name, arg)
+  assert load("toy.py", "smoke,tau=0.05").drift.tau == 0.05  # no sweep: takes effect
+  out = _cli("--config=configs/mnist.py:smoke", "--config.drift.tau=0.05", "--workdir=/nonexistent")
+  assert out.returncode == 2 and "drift.tau is set per sweep setting" in out.stderr
 
 
 def test_steps_below_the_restored_step_are_refused(tmp_path):
