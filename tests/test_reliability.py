@@ -455,3 +455,17 @@ def test_kill_9_at_random_steps_then_resume_equals_uninterrupted(tmp_path, kills
     np.testing.assert_array_equal(a, b)
   assert _without_timing(train.read_metrics(str(killed))) == _without_timing(
       train.read_metrics(str(tmp_path / "ref")))
+
+
+@pytest.mark.slow
+def test_mnist_rerun_keeps_the_table_total_time(tmp_path):
+  first = runner.run(load("mnist.py", "smoke"), str(tmp_path))
+  results = json.load(open(tmp_path / "results.json"))["summary"]
+  assert results["fit_seconds"] > 0
+  assert not [p for p in os.listdir(tmp_path / "cache") if p.endswith("-progress")]
+  runner.run(load("mnist.py", "smoke"), str(tmp_path))  # loads everything, trains nothing
+  again = json.load(open(tmp_path / "results.json"))["summary"]
+  assert again["fit_seconds"] == results["fit_seconds"]
+  assert again["generator_seconds"] == pytest.approx(results["generator_seconds"])
+  assert again["total_seconds"] >= results["fit_seconds"] + results["generator_seconds"]
+  assert len(first) == 2
