@@ -124,15 +124,24 @@ def _on_host(v) -> bool:
 
 
 @jax.jit
-def _finite_flags(*arrays):
-  return jnp.stack([jnp.all(jnp.isfinite(v)) for v in arrays])
+def _magnitudes(*arrays):
+  """``[K]``: the largest magnitude of each array; NaN or inf if it holds one (max
+  propagates NaN)."""
+  return jnp.stack([jnp.max(jnp.abs(v)).astype(jnp.float32) for v in arrays])
+
+
+def _magnitude_on_host(v) -> float:
+  a = np.asarray(v)  # in place for host arrays
+  return max(float(a.max()), -float(a.min()))  # two passes, no temporary; NaN propagates
 
 
 def check_finite(check, **arrays) -> None:
   """Refuses NaN or inf in the point clouds ``arrays`` (name -> ``[n, ...]`` or None).
 
   One NaN or inf row makes every row of a drift NaN (it enters every normalization), so
-  the first bad row is named here instead.
+  the first bad row is named here instead. Finite values so large that the pairwise cost
+  ``|x - y|^2`` overflows the dtype (above about 1e19 in float32) do the same, and are
+  refused too.
 
   Args:
     check: ``None`` checks concrete arrays and skips traced ones (inside ``jax.jit`` the
@@ -154,12 +163,22 @@ def check_finite(check, **arrays) -> None:
                      "at None")
   if all(_on_host(v) for v in arrays.values()):
     # Host memory: NumPy reads it in place, cheaper than a dispatch.
-    flags = [bool(np.isfinite(np.asarray(v)).all()) for v in arrays.values()]
+    magnitudes = [_magnitude_on_host(v) for v in arrays.values()]
   else:
-    flags = np.asarray(_finite_flags(*arrays.values()))  # one dispatch, one host sync
-  for ok, (name, v) in zip(flags, arrays.items()):
-    if not ok:
+    magnitudes = np.asarray(_magnitudes(*arrays.values())).tolist()  # one host sync
+  for m, (name, v) in zip(magnitudes, arrays.items()):
+    if not math.isfinite(m):
       bad = ~np.all(np.isfinite(np.asarray(v).reshape(v.shape[0], -1)), axis=1)
       rows = np.flatnonzero(bad)
       raise ValueError(f"{name} holds NaN or inf in row {rows[0]} ({len(rows)} of "
                        f"{v.shape[0]} rows); one such row makes the whole result NaN")
+  largest = max(magnitudes)
+  dtype = jnp.result_type(*arrays.values())
+  limit = float(np.finfo(dtype).max)
+  d = int(np.prod(next(iter(arrays.values())).shape[1:]))
+  if 4.0 * d * largest * largest > limit:  # |x - y|^2 <= d (2 max|v|)^2
+    name = next(n for m, n in zip(magnitudes, arrays) if m == largest)
+    raise ValueError(f"{name} holds values up to {largest:.3g}: the pairwise cost "
+                     f"|x - y|^2 can overflow {dtype} (max {limit:.3g}) and make the "
+                     "result NaN; rescale the data (or compute in float64: "
+                     "jax_enable_x64)")

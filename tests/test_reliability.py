@@ -469,3 +469,11 @@ def test_mnist_rerun_keeps_the_table_total_time(tmp_path):
   assert again["generator_seconds"] == pytest.approx(results["generator_seconds"])
   assert again["total_seconds"] >= results["fit_seconds"] + results["generator_seconds"]
   assert len(first) == 2
+
+
+def test_values_whose_cost_overflows_are_refused():
+  import sdrift_jax
+  x, _ = _bad_clouds()
+  with pytest.raises(ValueError, match=r"x holds values up to .*e\+20: the pairwise cost"):
+    sdrift_jax.drift_field(x * 1e20, x, None, 0.1)
+  assert np.all(np.isfinite(sdrift_jax.drift_field(x * 1e17, x * 1e17, None, 0.1)))
