@@ -13,8 +13,9 @@ class (W2^2 and latent Frechet distance), and with ``decoder=`` and ``features=`
 ALAE decoder, latents [n, 512] -> images, and feature extractor, images -> [n, k], as
 'module:function') the FID of the decoded generated latents against the decoded
 held-out ones. Needs an accelerator at this batch. Without a path, the run stops with a
-message; configs/latents.py runs the same pipeline offline.
-``smoke`` checks a file and the pipeline in seconds (small model, 10 steps).
+message before any work; configs/latents.py runs the same pipeline offline.
+``smoke`` checks a file and the pipeline in seconds (small model, 10 steps); without a
+path it runs on a synthetic stand-in of the same shape (6 classes of 512-d latents).
 The default is the drift_field objective with absolute temperatures, what the paper's
 Table 2 numbers come from (its FFHQ script drifts in raw latent units, tau on squared
 distances, no feature normalization); ``scale_free`` switches to the reference codes'
@@ -26,11 +27,16 @@ from configs import latents as latents_config
 from sdrift_jax import config_lib
 
 ALIASES = dict(latents_config.ALIASES, path="data.path", keys="data.class_keys")
+PER_SETTING = latents_config.PER_SETTING
+VARIANTS = {
+    "smoke": "10 steps of a small model on path= (without one: a synthetic 6 x 512-d stand-in)",
+    "scale_free": "the reference codes' loss, tau relative to the batch's mean distance",
+}
 
 
 def get_config(arg=None):
   flags, assignments = config_lib.parse_variant(arg)
-  config_lib.check_unknown_flags(flags, {"smoke", "scale_free"}, "configs/ffhq_alae.py")
+  config_lib.check_unknown_flags(flags, VARIANTS, "configs/ffhq_alae.py")
   c = latents_config.base_config()
   if "scale_free" in flags:
     latents_config.make_scale_free(c)
@@ -39,8 +45,13 @@ def get_config(arg=None):
                                     eval_every=1000, checkpoint_every=1000)
   if "smoke" in flags:
     latents_config.make_smoke(c)
+    if not assignments.get("path"):
+      # Runs out of the box: the latents' shape (6 classes x 512-d) drawn synthetically.
+      c.data.update(source="synthetic", train_per_class=200)
   tau = assignments.pop("tau", None)
   if tau is not None:
-    c.sweep.taus = (float(tau),)
+    c.sweep.taus = (config_lib.parse_float("tau", tau),)
   config_lib.apply_assignments(c, assignments, ALIASES)
+  config_lib.check_per_setting(c, [ALIASES.get(k, k) for k in assignments], PER_SETTING,
+                               "configs/ffhq_alae.py")
   return c

@@ -25,6 +25,16 @@ ALIASES = {"devices": "parallel.devices", "coupling": "parallel.coupling",
            "decoder": "eval.decoder", "features": "eval.features"}
 
 
+#: Fields each sweep setting sets, and the field to override instead.
+PER_SETTING = {"drift.tau": "tau=... or sweep.taus",
+               "drift.normalization": "sweep.methods or baseline.normalization",
+               "drift.mask_self": "baseline.mask_self"}
+VARIANTS = {
+    "smoke": "3 small classes, 10 steps of a small model: end to end in seconds",
+    "scale_free": "the reference codes' loss, tau relative to the batch's mean distance",
+}
+
+
 def base_config():
   """The settings shared with configs/ffhq_alae.py."""
   c = ml_collections.ConfigDict()
@@ -77,7 +87,7 @@ def make_scale_free(c):
 
 def get_config(arg=None):
   flags, assignments = config_lib.parse_variant(arg)
-  config_lib.check_unknown_flags(flags, {"smoke", "scale_free"}, "configs/latents.py")
+  config_lib.check_unknown_flags(flags, VARIANTS, "configs/latents.py")
   c = base_config()
   if "scale_free" in flags:
     make_scale_free(c)
@@ -88,6 +98,8 @@ def get_config(arg=None):
     make_smoke(c)
   tau = assignments.pop("tau", None)
   if tau is not None:
-    c.sweep.taus = (float(tau),)
+    c.sweep.taus = (config_lib.parse_float("tau", tau),)
   config_lib.apply_assignments(c, assignments, ALIASES)
+  config_lib.check_per_setting(c, [ALIASES.get(k, k) for k in assignments], PER_SETTING,
+                               "configs/latents.py")
   return c

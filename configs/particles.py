@@ -15,9 +15,14 @@ import ml_collections
 from sdrift_jax import config_lib
 
 
+VARIANTS = {
+    "smoke": "20 steps, two temperatures, no GIF: seconds",
+}
+
+
 def get_config(arg=None):
   flags, assignments = config_lib.parse_variant(arg)
-  config_lib.check_unknown_flags(flags, {"smoke"}, "configs/particles.py")
+  config_lib.check_unknown_flags(flags, VARIANTS, "configs/particles.py")
   c = ml_collections.ConfigDict()
   c.experiment = "particles"
   c.seed = 0

@@ -38,10 +38,20 @@ ALIASES = {"target": "data.target", "tau": "drift.tau", "T": "drift.T",
            "devices": "parallel.devices"}
 
 
+#: Fields each setting of a sweep (fig2, appj) sets, and the field to override instead.
+PER_SETTING = {"data.target": "sweep.targets", "drift.cost": "sweep.costs",
+               "drift.tau": "sweep.taus", "drift.normalization": "sweep.normalizations"}
+VARIANTS = {
+    "smoke": "20 steps of a small model: the pipeline end to end in seconds",
+    "fig2": "Fig. 2 sweep: 8gaussians and checkerboard x 3 taus x 3 normalizations, 5 seeds",
+    "appj": "App. J sweep: 4 targets x 2 costs x 3 taus x 3 normalizations, 5 seeds",
+    "reference": "the reference toy script's model and optimizer (ResMLP, AdamW 2e-4)",
+}
+
+
 def get_config(arg=None):
   flags, assignments = config_lib.parse_variant(arg)
-  config_lib.check_unknown_flags(flags, {"smoke", "fig2", "appj", "reference"},
-                                 "configs/toy.py")
+  config_lib.check_unknown_flags(flags, VARIANTS, "configs/toy.py")
   c = ml_collections.ConfigDict()
   c.experiment = "toy"
   c.seed = 42
@@ -91,4 +101,6 @@ def get_config(arg=None):
     c.sweep.taus = (0.1,)
     c.sweep.targets = ("8gaussians",)
   config_lib.apply_assignments(c, assignments, ALIASES)
+  config_lib.check_per_setting(c, [ALIASES.get(k, k) for k in assignments], PER_SETTING,
+                               "configs/toy.py")
   return c

@@ -57,20 +57,47 @@ def _literal(value: str) -> Any:
     return value
 
 
+def _number(value: str, like: int | float) -> Any:
+  """``value`` as the type of ``like``: an int field takes only integers (``T=1.5`` is an
+  error, not ``T = 1``); a float field takes ints and floats; either takes a tuple."""
+  try:
+    parsed = ast.literal_eval(value)
+  except (ValueError, SyntaxError):
+    parsed = None
+  if isinstance(parsed, (list, tuple)):
+    return parsed
+  if isinstance(like, int):
+    if isinstance(parsed, int) and not isinstance(parsed, bool):
+      return parsed
+    if isinstance(parsed, float) and parsed.is_integer() and "e" in value.lower():
+      return int(parsed)  # 1e3
+    raise ValueError("expected an integer")
+  if isinstance(parsed, (int, float)) and not isinstance(parsed, bool):
+    return float(parsed)
+  raise ValueError("expected a number")
+
+
 def _convert(value: str, like: Any) -> Any:
   if isinstance(like, bool):
     if value.lower() in ("1", "true", "yes"):
       return True
     if value.lower() in ("0", "false", "no"):
       return False
-    raise ValueError(f"expected a bool, got {value!r}")
-  if isinstance(like, (int, float)) and not isinstance(like, bool):
-    parsed = ast.literal_eval(value)
-    return type(like)(parsed) if not isinstance(parsed, (list, tuple)) else parsed
+    raise ValueError("expected a bool (true/false)")
+  if isinstance(like, (int, float)):
+    return _number(value, like)
   if isinstance(like, (list, tuple)):
     parsed = _literal(value)
     return tuple(parsed) if isinstance(parsed, (list, tuple)) else (parsed,)
   return value
+
+
+def parse_float(key: str, value: str) -> float:
+  """``value`` as a float, or a ValueError naming ``key`` and ``value``."""
+  try:
+    return _number(value, 0.0)
+  except ValueError as e:
+    raise ValueError(f"config key {key!r}: cannot set {value!r}: {e}") from None
 
 
 def set_typed(config: ml_collections.ConfigDict, dotted: str, value: str) -> None:
@@ -83,17 +110,51 @@ def set_typed(config: ml_collections.ConfigDict, dotted: str, value: str) -> Non
     node = node[name]
   if leaf not in node:
     raise KeyError(f"unknown config key {dotted!r}; fields here: {sorted(node.keys())}")
-  node[leaf] = _convert(value, node[leaf])
+  like = node[leaf]
+  try:
+    node[leaf] = _convert(value, like)
+  except ValueError as e:
+    raise ValueError(f"config key {dotted!r}: cannot set {value!r}: {e} (the field holds "
+                     f"{like!r})") from None
 
 
 def apply_assignments(config, assignments: dict[str, str], aliases: dict[str, str]) -> None:
-  """Applies ``key=value`` assignments, resolving short ``aliases`` to dotted keys."""
+  """Applies ``key=value`` assignments, resolving short ``aliases`` to dotted keys.
+
+  A key that is neither a short key nor a dotted path to a field is refused with the short
+  keys listed (a typo of a short key is the likely mistake).
+  """
   for key, value in assignments.items():
-    set_typed(config, aliases.get(key, key), value)
+    dotted = aliases.get(key, key)
+    if "." not in dotted and dotted not in config:
+      raise KeyError(f"unknown config key {key!r}; short keys: {sorted(aliases)}, or a "
+                     "dotted field such as drift.tau")
+    set_typed(config, dotted, value)
 
 
-def check_unknown_flags(flags: set[str], known: set[str], config_name: str) -> None:
-  unknown = flags - known
+def check_per_setting(config, keys, per_setting: dict[str, str], config_name: str) -> None:
+  """Refuses overrides of fields that a sweep sets per setting, which would be ignored.
+
+  Args:
+    config: the ConfigDict; the check applies while ``config.sweep.enabled`` (or when the
+      sweep block has no ``enabled`` field: the experiment always sweeps).
+    keys: the dotted keys the user set.
+    per_setting: dotted field -> what to set instead (``{'drift.tau': 'sweep.taus'}``).
+    config_name: for the message.
+  """
+  sweep = config.get("sweep")
+  if sweep is None or not sweep.get("enabled", True):
+    return
+  for key in keys:
+    if key in per_setting:
+      raise ValueError(f"{key} is set per sweep setting in {config_name}, so this value "
+                       f"would be ignored; set {per_setting[key]} instead")
+
+
+def check_unknown_flags(flags: set[str], known, config_name: str) -> None:
+  """Refuses variant names not in ``known`` (a set, or a config's ``VARIANTS`` dict of
+  name -> one-line description)."""
+  unknown = flags - set(known)
   if unknown:
     raise ValueError(f"unknown variant(s) {sorted(unknown)} for {config_name}; "
                      f"known: {sorted(known)} or key=value")

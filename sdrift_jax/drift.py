@@ -244,10 +244,13 @@ def _resolve_algorithm(algorithm, weights, normalization, n, m, itemsize) -> str
 
 
 def _prepare(x, y_pos, y_neg, tau, T, normalization, cost, mask_self, weights_x,
-             weights_pos, weights_neg, algorithm="auto", relative_tau=False):
+             weights_pos, weights_neg, algorithm="auto", relative_tau=False,
+             check_finite=None):
   x = validation.as_point_cloud(x, "x")
   y_pos = validation.as_point_cloud(y_pos, "y_pos")
   y_neg = x if y_neg is None else validation.as_point_cloud(y_neg, "y_neg")
+  validation.check_finite(check_finite, x=x, y_pos=y_pos,
+                          y_neg=None if y_neg is x else y_neg)
   validation.check_same_dim(x=x, y_pos=y_pos, y_neg=y_neg)
   T = validation.check_T(T)
   taus, multi_tau = validation.as_tau(tau)
@@ -279,7 +282,8 @@ def drift_field(x, y_pos, y_neg, tau, T: int = 41, *, normalization: str = "sink
                 weights_x: Optional[jax.Array] = None,
                 weights_pos: Optional[jax.Array] = None,
                 weights_neg: Optional[jax.Array] = None, algorithm: str = "auto",
-                relative_tau: bool = False) -> jax.Array:
+                relative_tau: bool = False, check_finite: Optional[bool] = None
+                ) -> jax.Array:
   """The drift ``V = P_pos @ y_pos - P_neg @ y_neg`` at the particles ``x``.
 
   Pure and jitted (the static arguments are ``T``, ``normalization``, ``cost`` and
@@ -318,15 +322,22 @@ def drift_field(x, y_pos, y_neg, tau, T: int = 41, *, normalization: str = "sink
       pairs ``(x, y_pos)`` and ``(x, y_neg)`` (self pairs left out when ``mask_self``),
       computed in the same call and not differentiated. The drift stays in data units
       (:func:`sdrift_jax.feature_drift` returns it in scaled units).
+    check_finite: refuse NaN or inf in the inputs with a ValueError naming the argument
+      and its first bad row. ``None`` (default): on when the inputs are concrete (a call
+      outside ``jax.jit``; one fused reduction and one host sync), off when they are
+      traced, where the values do not exist yet and a bad row silently makes every
+      output row NaN. ``True`` with traced inputs raises; ``False`` skips.
 
   Returns:
     Array of shape ``[N, d]``.
 
   Raises:
-    ValueError: at trace time, on a bad shape, dtype, temperature, ``T`` or name.
+    ValueError: at trace time, on a bad shape, dtype, temperature, ``T`` or name; on
+      NaN or inf in concrete inputs (``check_finite``).
   """
   args, static = _prepare(x, y_pos, y_neg, tau, T, normalization, cost, mask_self,
-                          weights_x, weights_pos, weights_neg, algorithm, relative_tau)
+                          weights_x, weights_pos, weights_neg, algorithm, relative_tau,
+                          check_finite)
   return _drift_impl(*args, **static, with_info=False).drift
 
 
@@ -334,8 +345,11 @@ def drift_field_with_info(x, y_pos, y_neg, tau, T: int = 41, *,
                           normalization: str = "sinkhorn", cost: str = "sqeuclidean",
                           mask_self: bool = False, weights_x=None, weights_pos=None,
                           weights_neg=None, algorithm: str = "auto",
-                          relative_tau: bool = False) -> DriftInfo:
-  """:func:`drift_field` plus the couplings' marginal errors, as a :class:`DriftInfo`."""
+                          relative_tau: bool = False,
+                          check_finite: Optional[bool] = None) -> DriftInfo:
+  """:func:`drift_field` plus the couplings' marginal errors, as a :class:`DriftInfo`
+  (same arguments, ``check_finite`` included)."""
   args, static = _prepare(x, y_pos, y_neg, tau, T, normalization, cost, mask_self,
-                          weights_x, weights_pos, weights_neg, algorithm, relative_tau)
+                          weights_x, weights_pos, weights_neg, algorithm, relative_tau,
+                          check_finite)
   return _drift_impl(*args, **static, with_info=True)

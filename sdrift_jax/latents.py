@@ -49,8 +49,8 @@ def load_data(config):
     return train, held, [f"class{c}" for c in range(d.num_classes)]
   if d.source == "npz":
     if not d.path:
-      raise ValueError("config.data.path is empty: give the .npz of latents "
-                       "(--config.data.path=/path/to/latents.npz)")
+      raise ValueError("config.data.path is empty: give the .npz of latents (path=FILE in "
+                       "the variant, or --config.data.path=FILE)")
     keys = tuple(d.class_keys) or None
     per_class, names = latents_data.load_latents(
         d.path, class_keys=keys, min_per_class=int(config.train.batch_size) + 2, lazy=True)

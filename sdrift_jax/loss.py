@@ -365,7 +365,7 @@ def _check_omega(omega):
 
 def _prepare(x, y_pos, y_uncond, tau, omega, normalization, form, T, cost, feature_scale,
              normalize, mask_self, unit_vectors, uncond_marginal, aggregate_kernels,
-             algorithm):
+             algorithm, check_finite=None):
   x = _as_feature_set(x, "x")
   N, L, C = x.shape
   if N < 2:
@@ -377,6 +377,7 @@ def _prepare(x, y_pos, y_uncond, tau, omega, normalization, form, T, cost, featu
     y_uncond = _as_feature_set(y_uncond, "y_uncond", L, C)
     if y_uncond.shape[0] == 0:
       y_uncond = None
+  validation.check_finite(check_finite, x=x, y_pos=y_pos, y_uncond=y_uncond)
   dtype = jnp.result_type(x.dtype, y_pos.dtype,
                           *([] if y_uncond is None else [y_uncond.dtype]))
   taus, _ = validation.as_tau(tau)
@@ -429,7 +430,8 @@ def feature_drift(x, y_pos, y_uncond=None, *, tau, omega=1.0, normalization="sin
                   form="split", T: int = 41, cost="euclidean", feature_scale: bool = True,
                   normalize: bool = True, mask_self: Optional[bool] = None,
                   unit_vectors: bool = False, uncond_marginal: str = "weighted_cols",
-                  aggregate_kernels: bool = False, algorithm: str = "auto") -> FeatureDrift:
+                  aggregate_kernels: bool = False, algorithm: str = "auto",
+                  check_finite: Optional[bool] = None) -> FeatureDrift:
   """The drift of one feature set, as the reference codes' loss computes it.
 
   Pure and jitted (``tau`` and ``omega`` are traced; the rest is static); usable under
@@ -469,6 +471,11 @@ def feature_drift(x, y_pos, y_uncond=None, *, tau, omega=1.0, normalization="sin
     algorithm: how the split form's Sinkhorn runs: ``'scaling'`` (default through
       ``'auto'``; :mod:`sdrift_jax.stabilized`) or ``'log'``. The marginals are strictly
       positive by construction, so CFG weights computed inside ``jit`` keep the fast path.
+    check_finite: refuse NaN or inf in the inputs with a ValueError naming the argument
+      and its first bad row. ``None`` (default): on when the inputs are concrete (a call
+      outside ``jax.jit``; one fused reduction and one host sync), off when they are
+      traced, where the values do not exist yet and a bad row silently makes every
+      output row NaN. ``True`` with traced inputs raises; ``False`` skips.
 
   Returns:
     A :class:`FeatureDrift`.
@@ -479,7 +486,7 @@ def feature_drift(x, y_pos, y_uncond=None, *, tau, omega=1.0, normalization="sin
   """
   args, static = _prepare(x, y_pos, y_uncond, tau, omega, normalization, form, T, cost,
                           feature_scale, normalize, mask_self, unit_vectors,
-                          uncond_marginal, aggregate_kernels, algorithm)
+                          uncond_marginal, aggregate_kernels, algorithm, check_finite)
   return _feature_drift(*args, **static)
 
 

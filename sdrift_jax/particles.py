@@ -2,7 +2,6 @@
 with ``y_neg = x``, for every (temperature, normalization panel) pair."""
 from __future__ import annotations
 
-import json
 import logging
 import os
 import time
@@ -14,6 +13,7 @@ import numpy as np
 from sdrift_jax import drift as drift_lib
 from sdrift_jax import metrics as metrics_lib
 from sdrift_jax import plotting
+from sdrift_jax import workdir as workdir_lib
 from sdrift_jax.data import toy
 
 log = logging.getLogger("sdrift_jax")
@@ -57,8 +57,8 @@ def run_particles(config, workdir: str) -> dict:
     if not t > 0 or not np.isfinite(t):
       raise ValueError(f"config.particles.taus must be positive and finite, got {t}")
   os.makedirs(workdir, exist_ok=True)
-  with open(os.path.join(workdir, "config.json"), "w") as f:
-    f.write(config.to_json(indent=2, sort_keys=True))
+  workdir_lib.atomic_write(os.path.join(workdir, "config.json"),
+                           config.to_json(indent=2, sort_keys=True))
   source, target = toy.particle_clouds(jax.random.key(int(config.seed)), n=int(c.num_points),
                                        source_std=float(c.source_std))
   trajectories, w2 = [], []
@@ -82,9 +82,7 @@ def run_particles(config, workdir: str) -> dict:
       log.info("particles tau=%g %-15s W2^2 %.4f (%.1fs)", tau, p, value, rec["seconds"])
     trajectories.append(row_traj)
     w2.append(row_w2)
-  with open(os.path.join(workdir, "metrics.jsonl"), "w") as f:
-    for r in records:
-      f.write(json.dumps(r) + "\n")
+  workdir_lib.write_jsonl(os.path.join(workdir, "metrics.jsonl"), records)
   grid = os.path.join(workdir, "particles_grid.png")
   plotting.particle_grid(trajectories, source, target, taus, panels, grid, w2=w2)
   gifs = []

