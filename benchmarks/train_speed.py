@@ -2,7 +2,7 @@
 
 Times the jitted train chunk (``Trainer.make_chunk``: ``chunk`` steps in one
 ``lax.scan``, seeds vmapped) after a warm-up call, with the drift run by the plain log
-domain (``algorithm=log``, the implementation before issue 6) and by the default
+domain (``algorithm=log``, the plain log-domain implementation) and by the default
 (``auto``: the scaling domain). No evaluation or checkpointing is included; the MNIST case
 uses synthetic 6-d class latents of the same shapes (10 classes x 64), since its real
 latents need the autoencoder.

@@ -1,4 +1,4 @@
-"""Latent datasets (issue 5) and the Frechet distance, against closed forms."""
+"""Latent datasets and the Frechet distance, against closed forms."""
 import os
 import re
 

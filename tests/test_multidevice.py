@@ -1,4 +1,4 @@
-"""Sharded training on 8 fake CPU devices equals one device (issue 5).
+"""Sharded training on 8 fake CPU devices equals one device.
 
 The fake devices must be configured before JAX starts, so the check runs in a fresh
 process (tests/multidevice_script.py) that steps one at a time and blocks on each step.
