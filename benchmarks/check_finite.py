@@ -11,27 +11,13 @@ the rounds), and the check alone, at several sizes. Inside ``jit`` the check doe
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
-import time
 
 import jax
 import numpy as np
 
-from benchmarks.common import write_markdown_table
+from benchmarks.common import interleaved_medians, write_markdown_table
 from sdrift_jax import drift_field, feature_drift, validation
-
-
-def _medians(fns, rounds):
-  for fn in fns:
-    jax.block_until_ready(fn())
-  times = [[] for _ in fns]
-  for _ in range(rounds):
-    for t, fn in zip(times, fns):
-      t0 = time.perf_counter()
-      jax.block_until_ready(fn())
-      t.append(time.perf_counter() - t0)
-  return [statistics.median(t) for t in times]
 
 
 def main(argv=None):
@@ -51,7 +37,7 @@ def main(argv=None):
            lambda: feature_drift(x, y, tau=0.1, check_finite=False).drift,
            lambda: feature_drift(x, y, tau=0.1, check_finite=True).drift,
            lambda: validation.check_finite(True, x=x, y_pos=y) or x]
-    off, on, f_off, f_on, alone = _medians(fns, args.rounds)
+    off, on, f_off, f_on, alone = interleaved_medians(fns, args.rounds)
     rows.append([f"{n} x {d}", f"{off * 1e3:.3f}", f"{on * 1e3:.3f}",
                  f"{100 * (on - off) / off:+.1f}%", f"{f_off * 1e3:.3f}", f"{f_on * 1e3:.3f}",
                  f"{100 * (f_on - f_off) / f_off:+.1f}%", f"{alone * 1e6:.0f}"])

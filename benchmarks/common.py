@@ -24,6 +24,21 @@ def time_call(fn, *args, repeats: int = 5, min_total_s: float = 0.5) -> float:
   return statistics.median(times)
 
 
+def interleaved_medians(fns, rounds: int) -> list[float]:
+  """Median wall times (seconds) of the no-argument callables ``fns``, called in turn in
+  each of ``rounds`` rounds (after one warm-up call each), so that load on the machine
+  hits every contender alike."""
+  for fn in fns:
+    jax.block_until_ready(fn())
+  times = [[] for _ in fns]
+  for _ in range(rounds):
+    for t, fn in zip(times, fns):
+      t0 = time.perf_counter()
+      jax.block_until_ready(fn())
+      t.append(time.perf_counter() - t0)
+  return [statistics.median(t) for t in times]
+
+
 def machine_description() -> str:
   dev = jax.devices()[0]
   kind = getattr(dev, "device_kind", dev.platform)

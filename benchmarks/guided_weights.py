@@ -20,28 +20,14 @@ two paths differ by more than 1e-5 relative.
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
-import time
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from benchmarks.common import write_markdown_table
+from benchmarks.common import interleaved_medians, write_markdown_table
 from sdrift_jax import drift_field, feature_drift
-
-
-def _median_interleaved(fns, rounds):
-  for fn in fns:
-    jax.block_until_ready(fn())
-  times = [[] for _ in fns]
-  for _ in range(rounds):
-    for t, fn in zip(times, fns):
-      t0 = time.perf_counter()
-      jax.block_until_ready(fn())
-      t.append(time.perf_counter() - t0)
-  return [statistics.median(t) for t in times]
 
 
 def run(sizes, dim, rounds):
@@ -72,7 +58,7 @@ def run(sizes, dim, rounds):
     rel2 = float(jnp.max(jnp.abs(c - d)) / jnp.max(jnp.abs(d)))
     if max(rel, rel2) > 1e-5:
       raise SystemExit(f"paths disagree at n={n}: feature {rel:.2e}, drift_field {rel2:.2e}")
-    t = _median_interleaved([lambda: fast(omega), lambda: slow(omega), field_concrete,
+    t = interleaved_medians([lambda: fast(omega), lambda: slow(omega), field_concrete,
                              lambda: field_traced(jnp.asarray(weights))], rounds)
     rows.append([str(n), str(u), f"{1e3 * t[0]:.2f}", f"{1e3 * t[1]:.2f}",
                  f"{t[1] / t[0]:.2f}", f"{1e3 * t[2]:.2f}", f"{1e3 * t[3]:.2f}",
