@@ -65,9 +65,8 @@ import numpy as np
 from jax.scipy.special import logsumexp
 
 from sdrift_jax import costs as costs_lib
-from sdrift_jax import stabilized
+from sdrift_jax import feature_couplings
 from sdrift_jax import validation
-from sdrift_jax.sinkhorn import sinkhorn_scaling
 
 __all__ = [
     "FORMS", "FEATURE_NORMALIZATIONS", "UNCOND_MARGINALS", "FeatureDrift",
@@ -81,12 +80,9 @@ UNCOND_MARGINALS = ("weighted_cols", "post_guidance", "none")
 FEATURE_COSTS = ("euclidean", "sqeuclidean")
 FEATURE_ALGORITHMS = ("auto", "scaling", "log")
 
-_HI = jax.lax.Precision.HIGHEST
 _MIN_SCALE = 1e-6          # floor of S
 _MIN_THETA_SQ = 1e-12      # floor of mean(v^2)
-_MIN_ROW_MASS = 1e-12      # floor of a row sum before row normalization
 _MIN_COL_WEIGHT = 1e-6     # floor of the unconditional column weight (weighted_cols)
-_MIN_UNIT_NORM = 1e-8      # floor of |y - x| in unit-vector drifts
 _LOG_MIN_KERNEL = math.log(1e-30)  # floor of the kernel averaged over temperatures
 
 
@@ -137,105 +133,6 @@ def _feature_scale(d_pos, d_gen, d_unc, w, exclude_diagonal):
     total = total + w_eff * jnp.sum(d_unc)
     count = count + w_eff * d_unc.size
   return total / jnp.maximum(count, 1e-12)
-
-
-# -- couplings ---------------------------------------------------------------------------
-
-def _geometric_mean(logits):
-  """``sqrt(softmax_row * softmax_col)`` per location, zero where the logit is ``-inf``."""
-  log_a = logits - 0.5 * (logsumexp(logits, axis=-1, keepdims=True)
-                          + logsumexp(logits, axis=-2, keepdims=True))
-  return jnp.where(jnp.isneginf(logits), 0.0, jnp.exp(log_a))
-
-
-def _row_normalize(A):
-  return A / jnp.maximum(jnp.sum(A, axis=-1, keepdims=True), _MIN_ROW_MASS)
-
-
-def _split_sinkhorn(logits, log_c, T, algorithm):
-  """Row-normalized coupling after ``T`` half-steps from the raw kernel ``exp(logits)``.
-
-  Our Sinkhorn starts from the kernel of the reference measure, ``c_j exp(logits)``;
-  passing ``logits - log c`` makes its start the raw kernel, as in the reference code
-  (only the first row step sees the difference; after it, a column rescaling of the
-  kernel leaves every iterate's coupling unchanged).
-  """
-  L, N, M = logits.shape
-  log_r = jnp.full((N,), -math.log(N), logits.dtype)
-  shifted = logits - log_c[None, None, :]
-  if algorithm == "scaling":
-    return stabilized.row_normalized_coupling(shifted, log_r, log_c, T)
-
-  def one(l):
-    _, g = sinkhorn_scaling(l, 2 * (T // 2), log_r, log_c)
-    return jax.nn.softmax(l + g[None, :], axis=-1)
-  return jax.vmap(one)(shifted)
-
-
-def _joint_sinkhorn(logits, log_c, T):
-  """The plan after ``T`` half-steps from the raw kernel (not row-normalized)."""
-  N = logits.shape[1]
-  log_r = jnp.full((N,), -math.log(N), logits.dtype)
-  shifted = logits - log_c[None, None, :]
-
-  def one(l):
-    f, g = sinkhorn_scaling(l, T, log_r, log_c)
-    return jnp.exp(l + f[:, None] + g[None, :])
-  return jax.vmap(one)(shifted)
-
-
-def _column_error(P, target):
-  """Mean over locations of ``sum_j |mean_i P[l, i, j] - target_j|``."""
-  return jnp.mean(jnp.sum(jnp.abs(jnp.mean(P, axis=1) - target[None, :]), axis=-1))
-
-
-def _barycenter(W, x, y, unit_vectors, dist):
-  """``W @ y``, or with ``unit_vectors`` ``sum_j W_ij (y_j - x_i) / |y_j - x_i|``."""
-  if not unit_vectors:
-    return jnp.einsum("lnm,lmc->lnc", W, y, precision=_HI)
-  # Expanded as sum_j (W_ij / |y_j - x_i|) y_j - x_i sum_j W_ij / |y_j - x_i| (no
-  # [N, M, C] array); a pair at distance exactly 0 (a self pair) has no direction and
-  # contributes nothing, as in the reference, instead of cancelling W_ij / 1e-8 terms.
-  Wn = jnp.where(dist > 0, W / jnp.maximum(dist, _MIN_UNIT_NORM), 0.0)
-  return (jnp.einsum("lnm,lmc->lnc", Wn, y, precision=_HI)
-          - jnp.sum(Wn, axis=-1, keepdims=True) * x)
-
-
-def _couplings(lp, ln, *, form, normalization, T, algorithm, log_c_pos, log_c_neg,
-               log_c_joint, post_guidance_omega, n_uncond):
-  """``(W_pos, W_neg, err_pos, err_neg)`` for logits ``lp [L, N, P]``, ``ln [L, N, M]``."""
-  P = lp.shape[-1]
-  if form == "split":
-    if normalization == "one_sided":
-      W_pos, W_neg = jax.nn.softmax(lp, axis=-1), jax.nn.softmax(ln, axis=-1)
-    elif normalization == "two_sided":
-      W_pos = _row_normalize(_geometric_mean(lp))
-      W_neg = _row_normalize(_geometric_mean(ln))
-    else:
-      W_pos = _split_sinkhorn(lp, log_c_pos, T, algorithm)
-      W_neg = _split_sinkhorn(ln, log_c_neg, T, algorithm)
-      if post_guidance_omega is not None:
-        boost = jnp.concatenate([jnp.ones((ln.shape[-1] - n_uncond,), ln.dtype),
-                                 jnp.full((n_uncond,), post_guidance_omega, ln.dtype)])
-        W_neg = _row_normalize(W_neg * boost)
-    return (W_pos, W_neg, _column_error(W_pos, jnp.exp(log_c_pos)),
-            _column_error(W_neg, jnp.exp(log_c_neg)))
-  logits = jnp.concatenate([lp, ln], axis=-1)
-  if normalization == "one_sided":
-    A = jax.nn.softmax(logits, axis=-1)
-  elif normalization == "two_sided":
-    A = _geometric_mean(logits)
-  else:
-    A = _joint_sinkhorn(logits, log_c_joint, T)
-  a_pos, a_neg = A[..., :P], A[..., P:]
-  W_pos = a_pos * jnp.sum(a_neg, axis=-1, keepdims=True)
-  W_neg = a_neg * jnp.sum(a_pos, axis=-1, keepdims=True)
-  # Diagnostics: columns of the plan rescaled to unit mass per location against c.
-  mass = jnp.sum(A, axis=(-2, -1), keepdims=True)
-  cols = jnp.sum(A / jnp.maximum(mass, _MIN_ROW_MASS), axis=1)  # [L, P + M]
-  err = jnp.abs(cols - jnp.exp(log_c_joint)[None, :])
-  return (W_pos, W_neg, jnp.mean(jnp.sum(err[:, :P], -1)),
-          jnp.mean(jnp.sum(err[:, P:], -1)))
 
 
 # -- the drift ---------------------------------------------------------------------------
@@ -306,12 +203,12 @@ def _feature_drift(x, y_pos, y_unc, taus, omega, *, form, normalization, T, cost
     return ln if neg_mask is None else jnp.where(neg_mask, -jnp.inf, ln)
 
   def drift_of(lp, ln):
-    W_pos, W_neg, e_pos, e_neg = _couplings(
+    W_pos, W_neg, e_pos, e_neg = feature_couplings.couplings(
         lp, mask(ln), form=form, normalization=normalization, T=T, algorithm=algorithm,
         log_c_pos=log_c_pos, log_c_neg=log_c_neg, log_c_joint=log_c_joint,
         post_guidance_omega=post_omega, n_uncond=U)
-    v = (_barycenter(W_pos, xn, yn_pos, unit_vectors, d_pos)
-         - _barycenter(W_neg, xn, yn_neg, unit_vectors, d_neg))
+    v = (feature_couplings.barycenter(W_pos, xn, yn_pos, unit_vectors, d_pos)
+         - feature_couplings.barycenter(W_neg, xn, yn_neg, unit_vectors, d_neg))
     theta = jnp.sqrt(jnp.maximum(jnp.mean(v * v), _MIN_THETA_SQ))
     return v, theta, e_pos, e_neg
 
