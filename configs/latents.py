@@ -17,7 +17,7 @@ T, algorithm, devices, coupling, decoder, features.
 import ml_collections
 
 from sdrift_jax import config_lib
-from sdrift_jax import objectives
+from sdrift_jax.training import objectives
 
 ALIASES = {"devices": "parallel.devices", "coupling": "parallel.coupling",
            "taus": "sweep.taus", "steps": "train.steps", "batch": "train.batch_size",
@@ -64,6 +64,7 @@ def base_config():
   # one device; the class count must divide by the device count), global shards each
   # class's batch and lets XLA gather what the couplings need.
   c.parallel = config_lib.parallel_config("per_group")
+  c.logging = config_lib.logging_config()
   c.sweep = ml_collections.ConfigDict(dict(taus=(0.1, 1.0, 10.0), methods=("baseline", "sinkhorn")))
   return c
 

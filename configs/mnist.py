@@ -35,7 +35,7 @@ algorithm, devices, coupling.
 import ml_collections
 
 from sdrift_jax import config_lib
-from sdrift_jax import objectives
+from sdrift_jax.training import objectives
 
 TAUS = (0.005, 0.01, 0.02, 0.025, 0.03, 0.04, 0.05, 0.1)
 ALIASES = {"source": "data.source", "path": "data.path", "download": "data.download",
@@ -85,6 +85,7 @@ def get_config(arg=None):
   c.eval = ml_collections.ConfigDict(dict(num_samples=1000))
   # 10 classes: per_group on 2, 5 or 10 devices (whole classes per device), else global.
   c.parallel = config_lib.parallel_config("per_group")
+  c.logging = config_lib.logging_config()
   c.sweep = ml_collections.ConfigDict(dict(kernels=("gaussian",), taus=(0.01,),
                                            methods=("baseline", "sinkhorn")))
   if "reference" in flags:

@@ -6,6 +6,11 @@
     python -m experiments.run --config=configs/toy.py:smoke
     python -m experiments.run --config=configs/toy.py:reference   # the reference code's model
     python -m experiments.run --config=configs/toy.py:target=moons,tau=0.05,normalization=one_sided
+    python -m experiments.run --config=configs/toy.py:taus=(0.01,0.1),normalizations=(one_sided,sinkhorn)
+
+Every run is a grid (experiments/sweep.py): targets x costs x taus x normalizations, one
+setting by default (8gaussians, Gaussian kernel, tau 0.1, Sinkhorn). ``target``, ``cost``,
+``tau`` and ``normalization`` set a one-value axis, the plural keys several values.
 
 A generator maps noise to a 2-D target, trained by the drifting loss with y_neg = x and
 no self-mask. Defaults follow the paper (Sec. 5.2): a two-layer MLP from 2-d Gaussian
@@ -20,25 +25,26 @@ PyTorch's defaults (betas 0.9/0.999, weight decay 0.01; no schedule, clipping or
 batch 1024, 5000 steps, and the self-mask on the one- and two-sided baselines.
 
 drift.mask_self masks the self-pair of the one- and two-sided baselines only; the Sinkhorn
-drift is never masked, in single runs and sweeps alike (sdrift_jax.toy.drift_mask), as in
-the reference code.
+drift is never masked (the mask rule of experiments/sweep.py), as in the reference code.
 
-Short keys: target, tau, T, normalization, cost, steps, seeds, batch, lr, algorithm,
-devices.
+Short keys: target(s), tau(s), normalization(s), cost(s), T, steps, seeds, batch, lr,
+algorithm, devices.
 """
 import ml_collections
 
 from sdrift_jax import config_lib
-from sdrift_jax import objectives
+from sdrift_jax.training import objectives
 
-ALIASES = {"target": "data.target", "tau": "drift.tau", "T": "drift.T",
-           "normalization": "drift.normalization", "cost": "drift.cost",
+ALIASES = {"target": "sweep.targets", "targets": "sweep.targets", "tau": "sweep.taus",
+           "taus": "sweep.taus", "T": "drift.T", "normalization": "sweep.normalizations",
+           "normalizations": "sweep.normalizations", "cost": "sweep.costs",
+           "costs": "sweep.costs",
            "steps": "train.steps", "seeds": "train.num_seeds", "batch": "train.batch_size",
            "lr": "optim.learning_rate", "algorithm": "drift.algorithm",
            "devices": "parallel.devices"}
 
 
-#: Fields each setting of a sweep (fig2, appj) sets, and the field to override instead.
+#: Fields each setting of the grid sets, and the field to override instead.
 PER_SETTING = {"data.target": "sweep.targets", "drift.cost": "sweep.costs",
                "drift.tau": "sweep.taus", "drift.normalization": "sweep.normalizations"}
 VARIANTS = {
@@ -72,8 +78,9 @@ def get_config(arg=None):
   # One group (unconditional): only the batch can be sharded, so the coupling is global.
   c.parallel = config_lib.parallel_config("global")
   c.sweep = ml_collections.ConfigDict(dict(
-      enabled=False, targets=("8gaussians", "checkerboard"), costs=("sqeuclidean",),
-      taus=(0.01, 0.05, 0.1), normalizations=("one_sided", "two_sided", "sinkhorn")))
+      targets=("8gaussians",), costs=("sqeuclidean",), taus=(0.1,),
+      normalizations=("sinkhorn",)))
+  c.logging = config_lib.logging_config()
   if "reference" in flags:
     c.model.update(kind="resmlp", noise_dim=16, hidden=256, blocks=6, expansion=2,
                    layer_norm=True, activation="silu", init="torch", res_scale=0.9,
@@ -84,22 +91,20 @@ def get_config(arg=None):
     c.train.update(steps=5000, batch_size=1024, ema_decay=0.0)
     c.drift.update(T=41, cost="sqeuclidean")  # --sinkhorn-iters 20, --dist-metric l2_sq
     c.drift.mask_self = True  # the baselines' self-pair; Sinkhorn is never masked
-  if "fig2" in flags:
-    c.sweep.enabled = True
+  if "fig2" in flags or "appj" in flags:
+    c.sweep.targets = ("8gaussians", "checkerboard")
+    c.sweep.taus = (0.01, 0.05, 0.1)
+    c.sweep.normalizations = ("one_sided", "two_sided", "sinkhorn")
     c.train.num_seeds = 5
   if "appj" in flags:
-    c.sweep.enabled = True
     c.sweep.targets = ("8gaussians", "checkerboard", "moons", "spiral")
     c.sweep.costs = ("sqeuclidean", "euclidean")
-    c.train.num_seeds = 5
   if "smoke" in flags:
     c.model.hidden = 32
     c.model.blocks = 2
     c.train.update(steps=20, batch_size=64, log_every=10, eval_every=10, checkpoint_every=10)
     c.eval.num_samples = 128
     c.drift.T = 5
-    c.sweep.taus = (0.1,)
-    c.sweep.targets = ("8gaussians",)
   config_lib.apply_assignments(c, assignments, ALIASES)
   config_lib.check_per_setting(c, [ALIASES.get(k, k) for k in assignments], PER_SETTING,
                                "configs/toy.py")

@@ -1,0 +1,73 @@
+"""The experiments, as plug-ins registered by name.
+
+An experiment is a module of this package with one entry point, ``run(config, workdir)``,
+registered under the name that ``config.experiment`` gives::
+
+    @experiments.register("toy")
+    def run(config, workdir): ...
+
+:func:`run_experiment` finds the module by that name (``experiments/<name>.py``, imported
+on first use), so adding an experiment takes its module, its config and its test, and no
+list to edit. The pipelines here use the library (:mod:`sdrift_jax`), its training
+package (:mod:`sdrift_jax.training`) and the sweep driver (:mod:`experiments.sweep`).
+"""
+from __future__ import annotations
+
+import importlib
+import pkgutil
+from typing import Callable
+
+_REGISTRY: dict[str, Callable] = {}
+#: Modules of this package that are not experiments (the CLI, shared pieces, scripts).
+_NOT_EXPERIMENTS = ("run", "sweep", "tables", "mnist_models", "latent_dispersion")
+
+
+def register(name: str):
+  """Decorator: registers ``fn(config, workdir)`` as the experiment ``name``."""
+  def wrap(fn):
+    if name in _REGISTRY and _REGISTRY[name] is not fn:
+      raise ValueError(f"experiment {name!r} is registered twice")
+    _REGISTRY[name] = fn
+    return fn
+  return wrap
+
+
+def names() -> list[str]:
+  """Every experiment of this package (imports each module once)."""
+  for info in pkgutil.iter_modules(__path__):
+    if not info.name.startswith("_") and info.name not in _NOT_EXPERIMENTS:
+      importlib.import_module(f"{__name__}.{info.name}")
+  return sorted(_REGISTRY)
+
+
+def get(name) -> Callable:
+  """The entry point registered as ``name`` (its module imported on first use)."""
+  if not isinstance(name, str) or not name:
+    raise ValueError(f"config.experiment must name an experiment, got {name!r}")
+  if name not in _REGISTRY:
+    try:
+      importlib.import_module(f"{__name__}.{name}")
+    except ModuleNotFoundError as e:
+      if e.name != f"{__name__}.{name}":
+        raise
+  if name not in _REGISTRY:
+    raise ValueError(f"unknown config.experiment {name!r}: expected one of {names()}")
+  return _REGISTRY[name]
+
+
+def run_experiment(config, workdir: str):
+  """Runs the experiment of ``config`` in ``workdir`` and returns its summary.
+
+  The run holds ``workdir``'s lock (:func:`sdrift_jax.workdir.hold`, process 0 only: the
+  processes of one multi-host job share the workdir) from start to end, so a second run
+  into it, or into the top directory of a sweep in progress, is refused at once.
+
+  Raises:
+    sdrift_jax.workdir.WorkdirBusyError: another run holds ``workdir``.
+    ValueError: an unknown ``config.experiment``, or what the experiment refuses.
+  """
+  import jax  # pylint: disable=g-import-not-at-top
+  from sdrift_jax import workdir as workdir_lib  # pylint: disable=g-import-not-at-top
+  entry = get(config.get("experiment"))
+  with workdir_lib.hold(workdir, enabled=jax.process_index() == 0):
+    return entry(config, workdir)

@@ -179,13 +179,14 @@ def main(argv):
     logging.getLogger("sdrift_jax").info(
         "process %d of %d, %d local / %d global devices", jax.process_index(),
         jax.process_count(), jax.local_device_count(), jax.device_count())
-  from sdrift_jax import runner, train, workdir as workdir_lib
+  import experiments
+  from sdrift_jax import training, workdir as workdir_lib
   config_arg = _config_argument(sys.argv)
   workdir = FLAGS.workdir or default_workdir(config_arg)
   user_errors = (ValueError, KeyError, FileNotFoundError, ImportError,
-                 workdir_lib.WorkdirBusyError, train.NonFiniteLossError)
+                 workdir_lib.WorkdirBusyError, training.NonFiniteLossError)
   try:
-    runner.run(FLAGS.config, workdir)
+    experiments.run_experiment(FLAGS.config, workdir)
   except user_errors as e:
     if FLAGS.debug:
       raise

@@ -136,14 +136,13 @@ def check_per_setting(config, keys, per_setting: dict[str, str], config_name: st
   """Refuses overrides of fields that a sweep sets per setting, which would be ignored.
 
   Args:
-    config: the ConfigDict; the check applies while ``config.sweep.enabled`` (or when the
-      sweep block has no ``enabled`` field: the experiment always sweeps).
+    config: the ConfigDict; the check applies when it has a ``sweep`` block (every
+      generator experiment runs a grid of settings).
     keys: the dotted keys the user set.
     per_setting: dotted field -> what to set instead (``{'drift.tau': 'sweep.taus'}``).
     config_name: for the message.
   """
-  sweep = config.get("sweep")
-  if sweep is None or not sweep.get("enabled", True):
+  if config.get("sweep") is None:
     return
   for key in keys:
     if key in per_setting:
@@ -162,13 +161,14 @@ def check_unknown_flags(flags: set[str], known, config_name: str) -> None:
 
 def optimizer_config(name: str = "adam", learning_rate: float = 1e-3,
                      weight_decay: float = 0.0, **overrides) -> ml_collections.ConfigDict:
-  """The ``optim`` block read by :func:`sdrift_jax.train.make_optimizer`: ``name`` (adam,
-  adamw), ``learning_rate``, ``b1``, ``b2``, ``weight_decay`` (adamw), ``clip_norm``
-  (global norm, 0 = off), ``schedule`` (constant, cosine, warmup_constant) and
-  ``warmup_steps``."""
+  """The ``optim`` block read by :func:`sdrift_jax.training.optim.make_optimizer`:
+  ``name`` (adam, adamw), ``learning_rate``, ``b1``, ``b2``, ``weight_decay`` (adamw),
+  ``clip_norm`` (global norm, 0 = off), ``schedule`` (constant, cosine,
+  warmup_constant), ``warmup_steps`` and ``decay_steps`` (where cosine reaches 0; 0 =
+  ``train.steps``)."""
   fields = dict(name=name, learning_rate=learning_rate, b1=0.9, b2=0.999,
                 weight_decay=weight_decay, clip_norm=0.0, schedule="constant",
-                warmup_steps=0)
+                warmup_steps=0, decay_steps=0)
   fields.update(overrides)
   return ml_collections.ConfigDict(fields)
 
@@ -176,7 +176,7 @@ def optimizer_config(name: str = "adam", learning_rate: float = 1e-3,
 def train_config(steps: int, batch_size: int, log_every: int, eval_every: int,
                  checkpoint_every: int, num_seeds: int = 1,
                  ema_decay: float = 0.0) -> ml_collections.ConfigDict:
-  """The ``train`` block read by :func:`sdrift_jax.train.train_generator`.
+  """The ``train`` block read by :func:`sdrift_jax.training.train_generator`.
 
   ``ema_decay``: ``d`` of the exponential moving average of the parameters, ``ema <- d *
   ema + (1 - d) * params`` after every step from ``ema = params`` at initialization;
@@ -193,6 +193,27 @@ def parallel_config(coupling: str, devices: int = 1) -> ml_collections.ConfigDic
   """``config.parallel``: ``devices`` (0 = all visible, 1 = no mesh), the coupling scope
   (``'per_group'``: classes sharded, ``'global'``: each group's batch sharded) and
   ``distributed`` (experiments/run.py calls ``jax.distributed.initialize()`` first, as
-  with ``--distributed``); see :func:`sdrift_jax.train.make_mesh` and docs/cluster.md."""
+  with ``--distributed``); see :func:`sdrift_jax.training.mesh.make_mesh` and
+  docs/cluster.md."""
   return ml_collections.ConfigDict(dict(devices=devices, coupling=coupling,
                                         distributed=False))
+
+
+def logging_config(tensorboard: bool = True) -> ml_collections.ConfigDict:
+  """``config.logging``: ``tensorboard`` (event files under ``<run>/tensorboard`` beside
+  ``metrics.jsonl``; :mod:`sdrift_jax.training.writers`)."""
+  return ml_collections.ConfigDict(dict(tensorboard=tensorboard))
+
+
+def load(arg: str) -> ml_collections.ConfigDict:
+  """The config of ``'configs/NAME.py[:variant,key=value]'``, as ``--config`` gives it."""
+  import importlib.util  # pylint: disable=g-import-not-at-top
+  import os  # pylint: disable=g-import-not-at-top
+  path, _, variant = arg.partition(":")
+  spec = importlib.util.spec_from_file_location(
+      "config_" + os.path.splitext(os.path.basename(path))[0], path)
+  if spec is None or not os.path.isfile(path):
+    raise FileNotFoundError(f"no config file {path!r}")
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module.get_config(variant or None)

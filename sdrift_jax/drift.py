@@ -27,19 +27,15 @@ from jax.scipy.special import logsumexp
 
 from sdrift_jax import blocked
 from sdrift_jax import costs as costs_lib
+from sdrift_jax import drift_spec
 from sdrift_jax import sinkhorn as sinkhorn_lib
 from sdrift_jax import stabilized
 from sdrift_jax import validation
 
-NORMALIZATIONS = ("sinkhorn", "one_sided", "two_sided", "two_sided_joint")
-# How the Sinkhorn half-steps run: 'log' (log domain, two passes of max/exp per
-# half-step), 'scaling' (scaling domain with log-domain absorption, one matrix-vector
-# product per half-step; needs strictly positive weights), 'blocked' (log domain over row
-# tiles, never holding an N x M matrix; 'sinkhorn' and 'one_sided' only), 'auto'
-# (blocked when the dense matrices would not fit in memory, else scaling when allowed).
-ALGORITHMS = ("auto", "log", "scaling", "blocked")
-# Dense paths hold about this many N x M matrices at once (logits, kernels, couplings).
-_DENSE_MATRICES = 8
+# Names kept here for callers that import them from this module.
+NORMALIZATIONS = drift_spec.NORMALIZATIONS
+ALGORITHMS = drift_spec.ALGORITHMS
+DriftSpec = drift_spec.DriftSpec
 
 _HI = jax.lax.Precision.HIGHEST
 
@@ -203,62 +199,18 @@ def _drift_impl(x, y_pos, y_neg, taus, a, bp, bn, *, T, normalization, cost, mas
   return DriftInfo(jnp.sum(Vs, axis=0), err_pos, err_neg)
 
 
-def _positive(w) -> bool:
-  """True when weights are known (at trace time) to be strictly positive."""
-  if w is None:
-    return True
-  if validation._is_traced(w):
-    return False
-  return bool(np.all(np.asarray(w) > 0))
-
-
-@functools.lru_cache(maxsize=None)
-def memory_budget_bytes() -> int:
-  """Half the memory of the default device (GPU/TPU limit, or host RAM on CPU); read once."""
-  try:
-    stats = jax.devices()[0].memory_stats() or {}
-  except Exception:  # pylint: disable=broad-except
-    stats = {}
-  total = stats.get("bytes_limit")
-  if not total:
-    import os
-    total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-  return int(total) // 2
-
-
-def _resolve_algorithm(algorithm, weights, normalization, n, m, itemsize) -> str:
-  algorithm = validation.check_choice(algorithm, ALGORITHMS, "algorithm")
-  positive = all(_positive(w) for w in weights)
-  if algorithm == "blocked" and normalization not in ("sinkhorn", "one_sided"):
-    raise ValueError(f"algorithm='blocked' supports normalization 'sinkhorn' and "
-                     f"'one_sided', got {normalization!r}")
-  if algorithm == "auto":
-    dense_bytes = _DENSE_MATRICES * n * m * itemsize
-    if normalization in ("sinkhorn", "one_sided") and dense_bytes > memory_budget_bytes():
-      return "blocked"
-    return "scaling" if positive else "log"
-  if algorithm == "scaling" and not positive:
-    raise ValueError("algorithm='scaling' needs strictly positive, concrete weights; "
-                     "use algorithm='log' (or 'auto') with zero or traced weights")
-  return algorithm
-
-
-def _prepare(x, y_pos, y_neg, tau, T, normalization, cost, mask_self, weights_x,
-             weights_pos, weights_neg, algorithm="auto", relative_tau=False,
-             check_finite=None):
+def apply_spec(spec: DriftSpec, x, y_pos, y_neg, tau, weights_x=None, weights_pos=None,
+               weights_neg=None, check_finite=None, *, with_info: bool) -> DriftInfo:
+  """The drift of ``spec`` (checked at trace time: shapes, dtypes, ``tau``, weights,
+  the self-mask; NaN or inf in concrete inputs with ``check_finite``)."""
   x = validation.as_point_cloud(x, "x")
   y_pos = validation.as_point_cloud(y_pos, "y_pos")
   y_neg = x if y_neg is None else validation.as_point_cloud(y_neg, "y_neg")
   validation.check_finite(check_finite, x=x, y_pos=y_pos,
                           y_neg=None if y_neg is x else y_neg)
   validation.check_same_dim(x=x, y_pos=y_pos, y_neg=y_neg)
-  T = validation.check_T(T)
   taus, multi_tau = validation.as_tau(tau)
-  normalization = validation.check_choice(normalization, NORMALIZATIONS, "normalization")
-  cost = costs_lib.canonical_cost(cost)
-  if not isinstance(mask_self, bool):
-    raise ValueError(f"mask_self must be a bool, got {mask_self!r}")
-  if mask_self and (y_neg.shape[0] != x.shape[0] or x.shape[0] < 2):
+  if spec.mask_self and (y_neg.shape[0] != x.shape[0] or x.shape[0] < 2):
     raise ValueError(
         "mask_self=True masks the diagonal of the x-to-y_neg cost, so y_neg must be x "
         f"(same number of rows, at least 2); got x {tuple(x.shape)}, y_neg {tuple(y_neg.shape)}")
@@ -266,15 +218,12 @@ def _prepare(x, y_pos, y_neg, tau, T, normalization, cost, mask_self, weights_x,
   bp = validation.as_weights(weights_pos, y_pos.shape[0], "weights_pos")
   bn = validation.as_weights(weights_neg, y_neg.shape[0], "weights_neg")
   dtype = jnp.result_type(x.dtype, y_pos.dtype, y_neg.dtype)
-  args = (x.astype(dtype), y_pos.astype(dtype), y_neg.astype(dtype), taus, a, bp, bn)
-  algorithm = _resolve_algorithm(algorithm, (a, bp, bn), normalization, x.shape[0],
-                                 max(y_pos.shape[0], y_neg.shape[0]),
-                                 jnp.dtype(dtype).itemsize)
-  if not isinstance(relative_tau, bool):
-    raise ValueError(f"relative_tau must be a bool, got {relative_tau!r}")
-  static = dict(T=T, normalization=normalization, cost=cost, mask_self=mask_self,
-                multi_tau=multi_tau, algorithm=algorithm, relative_tau=relative_tau)
-  return args, static
+  algorithm = spec.resolve_algorithm(x.shape[0], max(y_pos.shape[0], y_neg.shape[0]),
+                                     jnp.dtype(dtype).itemsize, (a, bp, bn))
+  return _drift_impl(x.astype(dtype), y_pos.astype(dtype), y_neg.astype(dtype), taus, a,
+                     bp, bn, T=spec.T, normalization=spec.normalization, cost=spec.cost,
+                     mask_self=spec.mask_self, multi_tau=multi_tau, with_info=with_info,
+                     algorithm=algorithm, relative_tau=spec.relative_tau)
 
 
 def drift_field(x, y_pos, y_neg, tau, T: int = 41, *, normalization: str = "sinkhorn",
@@ -335,10 +284,10 @@ def drift_field(x, y_pos, y_neg, tau, T: int = 41, *, normalization: str = "sink
     ValueError: at trace time, on a bad shape, dtype, temperature, ``T`` or name; on
       NaN or inf in concrete inputs (``check_finite``).
   """
-  args, static = _prepare(x, y_pos, y_neg, tau, T, normalization, cost, mask_self,
-                          weights_x, weights_pos, weights_neg, algorithm, relative_tau,
-                          check_finite)
-  return _drift_impl(*args, **static, with_info=False).drift
+  spec = DriftSpec(normalization=normalization, T=T, cost=cost, mask_self=mask_self,
+                   algorithm=algorithm, relative_tau=relative_tau)
+  return apply_spec(spec, x, y_pos, y_neg, tau, weights_x, weights_pos, weights_neg,
+                    check_finite, with_info=False).drift
 
 
 def drift_field_with_info(x, y_pos, y_neg, tau, T: int = 41, *,
@@ -349,7 +298,7 @@ def drift_field_with_info(x, y_pos, y_neg, tau, T: int = 41, *,
                           check_finite: Optional[bool] = None) -> DriftInfo:
   """:func:`drift_field` plus the couplings' marginal errors, as a :class:`DriftInfo`
   (same arguments, ``check_finite`` included)."""
-  args, static = _prepare(x, y_pos, y_neg, tau, T, normalization, cost, mask_self,
-                          weights_x, weights_pos, weights_neg, algorithm, relative_tau,
-                          check_finite)
-  return _drift_impl(*args, **static, with_info=True)
+  spec = DriftSpec(normalization=normalization, T=T, cost=cost, mask_self=mask_self,
+                   algorithm=algorithm, relative_tau=relative_tau)
+  return apply_spec(spec, x, y_pos, y_neg, tau, weights_x, weights_pos, weights_neg,
+                    check_finite, with_info=True)

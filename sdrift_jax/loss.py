@@ -255,7 +255,7 @@ def _check_omega(omega):
   if arr.ndim != 0 or not (jnp.issubdtype(arr.dtype, jnp.floating)
                            or jnp.issubdtype(arr.dtype, jnp.integer)):
     raise ValueError(f"omega must be a real scalar, got {omega!r}")
-  if not validation._is_traced(arr) and not math.isfinite(float(arr)):
+  if not validation.is_traced(arr) and not math.isfinite(float(arr)):
     raise ValueError(f"omega must be finite, got {float(arr)}")
   return arr.astype(jnp.float32) if jnp.issubdtype(arr.dtype, jnp.integer) else arr
 
@@ -303,7 +303,7 @@ def _prepare(x, y_pos, y_uncond, tau, omega, normalization, form, T, cost, featu
   if aggregate_kernels and normalization != "sinkhorn":
     raise ValueError("aggregate_kernels=True needs normalization='sinkhorn'")
   if (uncond_marginal == "none" and normalization == "sinkhorn" and y_uncond is not None
-      and not validation._is_traced(omega) and float(omega) <= 1.0):
+      and not validation.is_traced(omega) and float(omega) <= 1.0):
     raise ValueError(
         f"omega={float(omega)} gives the unconditional negatives weight w <= 0, which "
         "uncond_marginal='none' turns into empty kernel columns: Sinkhorn's column "

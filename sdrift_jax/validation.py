@@ -14,7 +14,7 @@ import jax.numpy as jnp
 import numpy as np
 
 
-def _is_traced(v) -> bool:
+def is_traced(v) -> bool:
   return isinstance(v, jax.core.Tracer)
 
 
@@ -43,7 +43,7 @@ def check_same_dim(**clouds) -> None:
 
 def check_T(T) -> int:
   """Checks that ``T`` (half-iterations) is a static Python integer >= 1."""
-  if _is_traced(T):
+  if is_traced(T):
     raise ValueError("T must be a static Python int (it sets the loop length), got a traced value")
   if isinstance(T, bool) or not isinstance(T, (int, np.integer)):
     raise ValueError(f"T must be an int >= 1 (Sinkhorn half-iterations), got {T!r}")
@@ -66,7 +66,7 @@ def as_tau(tau) -> tuple[jax.Array, bool]:
   items = tau if isinstance(tau, (list, tuple)) else [tau]
   for t in items:
     if isinstance(t, (str, bytes, bool)) or not (
-        _is_traced(t) or isinstance(t, (int, float, np.number, np.ndarray, jax.Array))):
+        is_traced(t) or isinstance(t, (int, float, np.number, np.ndarray, jax.Array))):
       raise ValueError(f"tau must be a positive number or a sequence of them, got {t!r}")
   if isinstance(tau, (list, tuple)):
     if len(tau) == 0:
@@ -80,7 +80,7 @@ def as_tau(tau) -> tuple[jax.Array, bool]:
     raise ValueError(f"tau must be a scalar or a non-empty 1-D sequence, got shape {arr.shape}")
   if not (jnp.issubdtype(arr.dtype, jnp.floating) or jnp.issubdtype(arr.dtype, jnp.integer)):
     raise ValueError(f"tau must be a real number, got dtype {arr.dtype}")
-  if not _is_traced(arr):
+  if not is_traced(arr):
     values = np.atleast_1d(np.asarray(arr, dtype=np.float64))
     for t in values:
       if not math.isfinite(t) or t <= 0:
@@ -98,7 +98,7 @@ def as_weights(w, n: int, name: str):
     raise ValueError(f"{name} must have shape [{n}], got {tuple(w.shape)}")
   if not jnp.issubdtype(w.dtype, jnp.floating):
     raise ValueError(f"{name} must have a floating dtype, got {w.dtype}")
-  if not _is_traced(w):
+  if not is_traced(w):
     wn = np.asarray(w, dtype=np.float64)
     if not np.all(np.isfinite(wn)) or np.any(wn < 0) or wn.sum() <= 0:
       raise ValueError(f"{name} must be finite, non-negative and not all zero")
@@ -154,7 +154,7 @@ def check_finite(check, **arrays) -> None:
   if check is not None and not isinstance(check, (bool, np.bool_)):
     raise ValueError(f"check_finite must be None, True or False, got {check!r}")
   arrays = {k: v for k, v in arrays.items() if v is not None}
-  traced = any(_is_traced(v) for v in arrays.values())
+  traced = any(is_traced(v) for v in arrays.values())
   if check is False or (check is None and traced):
     return
   if traced:

@@ -21,17 +21,18 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from typing import Optional, Union
 
 import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from sdrift_jax import drift as drift_lib
 from sdrift_jax import loss as loss_lib
+from sdrift_jax.drift_spec import DriftSpec
 
 __all__ = ["OBJECTIVES", "Objective", "loss_config", "guidance_config",
-           "check_objective_config", "make_objective", "sample_omega"]
+           "check_objective_config", "config_tau", "make_objective", "sample_omega"]
 
 OBJECTIVES = ("drift_field", "feature_drift")
 
@@ -92,18 +93,24 @@ def sample_omega(key, omega_min: float, omega_max: float, exponent: float) -> ja
 class Objective:
   """The loss of one train step and its diagnostics, from a config.
 
+  The temperature is an argument of every method, not a field: a trainer passes it into
+  its compiled step as a traced value, so a sweep over ``tau`` compiles the step once.
+
   Attributes:
     name: ``'drift_field'`` or ``'feature_drift'``.
-    drift_kwargs: keyword arguments of :func:`sdrift_jax.drift_field` (``drift_field``).
-    feature_kwargs: keyword arguments of :func:`sdrift_jax.feature_drift`
-      (``feature_drift``; ``tau`` included).
+    spec: the :class:`sdrift_jax.DriftSpec` of ``drift_field`` (``None`` for
+      ``feature_drift``).
+    feature_kwargs: keyword arguments of :func:`sdrift_jax.feature_drift` but ``tau``
+      and ``omega`` (``feature_drift``).
+    tau: the config's temperature: a float, or a tuple for several temperatures.
     num_uncond: unconditional negatives per group (0: no guidance).
     omega_range: ``(min, max, exponent)`` of the training ``omega``.
     eval_omega: the ``omega`` samples are drawn at.
   """
   name: str
-  drift_kwargs: dict
+  spec: Optional[DriftSpec]
   feature_kwargs: dict
+  tau: Union[float, tuple]
   num_uncond: int
   omega_range: tuple
   eval_omega: float
@@ -112,61 +119,72 @@ class Objective:
   def guided(self) -> bool:
     return self.num_uncond > 0
 
+  def tau_array(self, tau=None) -> np.ndarray:
+    """``tau`` (default: the config's) as the array the methods take: a float32 scalar,
+    or ``[K]`` for several temperatures (each drift then RMS-normalized and summed)."""
+    tau = self.tau if tau is None else tau
+    multi = isinstance(tau, (list, tuple))
+    if multi != isinstance(self.tau, (list, tuple)) or (
+        multi and len(tau) != len(self.tau)):
+      raise ValueError(f"tau {tau!r} does not have the shape of the config's {self.tau!r}")
+    return np.asarray(tau, np.float32)
+
   def sample_omega(self, key) -> jax.Array:
     return sample_omega(key, *self.omega_range)
 
-  def batch_loss(self, x, y_pos, y_uncond=None, omega=None):
+  def batch_loss(self, x, y_pos, y_uncond, omega, tau):
     """Loss of a step over ``G`` groups: ``x [G, B, d]`` (differentiated), ``y_pos
-    [G, P, d]``, ``y_uncond [G, U, d]`` or None, ``omega`` scalar or None. Returns
-    ``(loss, drift_rms)``, each the mean over groups (of the per-group loss and of the
-    squared drift norms)."""
+    [G, P, d]``, ``y_uncond [G, U, d]`` or None, ``omega`` scalar or None, ``tau`` from
+    :meth:`tau_array` (may be traced). Returns ``(loss, drift_rms)``, each the mean over
+    groups (of the per-group loss and of the squared drift norms)."""
     if self.name == "drift_field":
-      # One vmapped drift and one loss over all G * B samples: the computation (and so
-      # the rounding) of the trainer before the objectives existed.
+      # One vmapped drift and one loss over all G * B samples.
       sg = jax.lax.stop_gradient
-      V = jax.vmap(lambda x, y: drift_lib.drift_field(x, y, x, **self.drift_kwargs))(sg(x),
-                                                                                      y_pos)
+      V = jax.vmap(lambda x, y: self.spec(x, y, x, tau))(sg(x), y_pos)
       x2, V2 = x.reshape(-1, x.shape[-1]), V.reshape(-1, x.shape[-1])
       loss = 0.5 * jnp.mean(jnp.sum(jnp.square(x2 - sg(x2 + V2)), axis=-1))
       return loss, jnp.sqrt(jnp.mean(jnp.sum(V2 * V2, -1)))
     if y_uncond is None:
-      losses, rms = jax.vmap(lambda x, y: self.group_loss(x, y))(x, y_pos)
+      losses, rms = jax.vmap(lambda x, y: self.group_loss(x, y, None, 1.0, tau))(x, y_pos)
     else:
-      losses, rms = jax.vmap(lambda x, y, u: self.group_loss(x, y, u, omega))(x, y_pos,
-                                                                              y_uncond)
+      losses, rms = jax.vmap(lambda x, y, u: self.group_loss(x, y, u, omega, tau))(
+          x, y_pos, y_uncond)
     return jnp.mean(losses), jnp.sqrt(jnp.mean(rms * rms))
 
-  def group_loss(self, x, y_pos, y_uncond=None, omega=1.0):
+  def group_loss(self, x, y_pos, y_uncond, omega, tau):
     """Loss and drift RMS of one group: ``x [B, d]`` (differentiated), ``y_pos [P, d]``,
-    ``y_uncond [U, d]`` or None, ``omega`` scalar. Returns ``(loss, drift_rms)``."""
+    ``y_uncond [U, d]`` or None, ``omega`` scalar, ``tau``. Returns ``(loss,
+    drift_rms)``."""
     if self.name == "drift_field":
-      V = drift_lib.drift_field(jax.lax.stop_gradient(x), y_pos, jax.lax.stop_gradient(x),
-                                **self.drift_kwargs)
-      target = jax.lax.stop_gradient(x + V)
-      loss = 0.5 * jnp.mean(jnp.sum(jnp.square(x - target), axis=-1))
+      sg = jax.lax.stop_gradient
+      V = self.spec(sg(x), y_pos, sg(x), tau)
+      loss = 0.5 * jnp.mean(jnp.sum(jnp.square(x - sg(x + V)), axis=-1))
       return loss, jnp.sqrt(jnp.mean(jnp.sum(V * V, -1)))
-    out = loss_lib.feature_drift(x, y_pos, y_uncond, omega=omega, **self.feature_kwargs)
+    out = loss_lib.feature_drift(x, y_pos, y_uncond, tau=tau, omega=omega,
+                                 **self.feature_kwargs)
     return (loss_lib.regression_loss(x, out),
             jnp.sqrt(jnp.mean(jnp.sum(out.drift * out.drift, -1))))
 
-  def marginal_errors(self, x, y):
+  def marginal_errors(self, x, y, tau):
     """``[2]``: the largest marginal error of the positive and negative couplings of one
     group (``x [n, d]``, ``y [m, d]``, no guidance)."""
     if self.name == "drift_field":
-      info = drift_lib.drift_field_with_info(x, y, x, **self.drift_kwargs)
+      info = self.spec.with_info(x, y, x, tau)
     else:
-      info = loss_lib.feature_drift(x, y, None, **self.feature_kwargs)
+      info = loss_lib.feature_drift(x, y, None, tau=tau, **self.feature_kwargs)
     return jnp.stack([jnp.max(info.marginal_error_pos), jnp.max(info.marginal_error_neg)])
 
 
-def _tau(drift_config):
+def config_tau(drift_config):
+  """``config.drift.tau``: a float, or a tuple of floats for several temperatures."""
   tau = drift_config.tau
   return tuple(float(t) for t in tau) if isinstance(tau, (list, tuple)) else float(tau)
 
 
-def make_objective(config) -> Objective:
+def make_objective(config, copies: int = 1) -> Objective:
   """The :class:`Objective` named by ``config`` (checked: see
-  :func:`check_objective_config`)."""
+  :func:`check_objective_config`); ``copies``: the seeds x groups a trainer vmaps over
+  (see :class:`sdrift_jax.DriftSpec`)."""
   loss = _block(config, "loss", _LOSS_DEFAULTS)
   guidance = _block(config, "guidance", _GUIDANCE_DEFAULTS)
   drift = config.drift
@@ -181,11 +199,11 @@ def make_objective(config) -> Objective:
     if changed:
       raise ValueError(f"config {changed} apply to config.loss.objective='feature_drift' "
                        "only; the 'drift_field' objective would ignore them")
-    kw = dict(tau=_tau(drift), T=int(drift.T), normalization=drift.normalization,
-              cost=drift.cost, mask_self=bool(drift.mask_self),
-              algorithm=drift.get("algorithm", "auto"),
-              relative_tau=bool(drift.get("relative_tau", False)))
-    return Objective(name, kw, {}, 0, (1.0, 1.0, 1.0), 1.0)
+    try:
+      spec = DriftSpec.from_config(drift, copies=copies)
+    except ValueError as e:
+      raise ValueError(f"bad config.drift: {e}") from None
+    return Objective(name, spec, {}, config_tau(drift), 0, (1.0, 1.0, 1.0), 1.0)
   if drift.get("relative_tau", False):
     raise ValueError("config.drift.relative_tau applies to the 'drift_field' objective; "
                      "'feature_drift' temperatures are relative through "
@@ -194,7 +212,7 @@ def make_objective(config) -> Objective:
   if algorithm == "blocked":
     raise ValueError("config.drift.algorithm='blocked' is not available for the "
                      "'feature_drift' objective; use 'auto', 'scaling' or 'log'")
-  kw = dict(tau=_tau(drift), T=int(drift.T), normalization=drift.normalization,
+  kw = dict(T=drift.T, normalization=drift.normalization,
             cost=drift.cost, mask_self=bool(drift.mask_self), algorithm=algorithm,
             **{k: loss[k] for k in ("form", "feature_scale", "normalize", "unit_vectors",
                                     "uncond_marginal", "aggregate_kernels")})
@@ -216,26 +234,26 @@ def make_objective(config) -> Objective:
         "config.loss.uncond_marginal='none' with Sinkhorn needs omega > 1 at every step "
         f"(omega = 1 empties the unconditional columns: infeasible marginals); "
         f"config.guidance.omega_min is {lo}")
-  return Objective(name, {}, kw, num_uncond, (lo, hi, a) if num_uncond else (1.0, 1.0, 1.0),
-                   float(guidance["eval_omega"]) if num_uncond else 1.0)
+  omega_range = (lo, hi, a) if num_uncond else (1.0, 1.0, 1.0)
+  eval_omega = float(guidance["eval_omega"]) if num_uncond else 1.0
+  return Objective(name, None, kw, config_tau(drift), num_uncond, omega_range, eval_omega)
 
 
 def check_objective_config(config, dim: int = 2, conditional: bool = False) -> Objective:
-  """Builds the objective and runs its argument checks on dummy data; raises a ValueError
+  """Builds the objective and traces one loss on dummy data (``jax.eval_shape``: nothing
+  runs), so that every argument check of the drift or loss runs now; raises a ValueError
   naming the config block on a bad value."""
   objective = make_objective(config)  # its errors name their config keys
-  dummy = np.zeros((3, dim), np.float32)
-  try:
-    if objective.name == "drift_field":
-      drift_lib._prepare(dummy, dummy, None, weights_x=None, weights_pos=None,
-                         weights_neg=None, **objective.drift_kwargs)
-    else:
-      loss_lib._prepare(dummy, dummy, dummy if objective.guided else None,
-                        omega=2.0, **objective.feature_kwargs)
-  except (ValueError, TypeError) as e:
-    blocks = "config.drift" if objective.name == "drift_field" else "config.drift / config.loss"
-    raise ValueError(f"bad {blocks}: {e}") from None
   if objective.guided and not conditional:
     raise ValueError("config.guidance.num_uncond > 0 (classifier-free guidance) needs a "
                      "class-conditional problem")
+  x = jax.ShapeDtypeStruct((1, 3, dim), jnp.float32)
+  y_unc = x if objective.guided else None
+  omega = 2.0 if objective.guided else None
+  try:
+    jax.eval_shape(lambda x, y, u: objective.batch_loss(x, y, u, omega, objective.tau_array()),
+                   x, x, y_unc)
+  except (ValueError, TypeError) as e:
+    blocks = "config.drift" if objective.name == "drift_field" else "config.drift / config.loss"
+    raise ValueError(f"bad {blocks}: {e}") from None
   return objective

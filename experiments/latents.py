@@ -12,7 +12,6 @@ held-out latents (:class:`sdrift_jax.frechet.DecodedFID`).
 """
 from __future__ import annotations
 
-import itertools
 import logging
 import os
 import time
@@ -21,14 +20,19 @@ from typing import Optional
 import jax
 import numpy as np
 
+import experiments
+from experiments import sweep
+from experiments import tables
 from sdrift_jax import frechet
 from sdrift_jax import metrics
-from sdrift_jax import train as train_lib
+from sdrift_jax import training
 from sdrift_jax.data import latents as latents_data
+from sdrift_jax.training import evaluators
+from sdrift_jax.training import mesh as mesh_lib
 
 log = logging.getLogger("sdrift_jax")
 
-METHODS = ("baseline", "sinkhorn")
+AXES = (sweep.tau_axis(), sweep.method_axis())
 
 
 def load_data(config):
@@ -36,7 +40,7 @@ def load_data(config):
 
   From an ``.npz`` the held-out latents are read now and the training latents are row
   views, read when the trainer places them on its devices: in a multi-host job each
-  process reads only the rows its devices hold (sdrift_jax.train.PositiveTable). The
+  process reads only the rows its devices hold (sdrift_jax.training.PositiveTable). The
   synthetic set is a function of its seed; every process draws it.
   """
   d = config.data
@@ -80,20 +84,11 @@ def make_fid(eval_config) -> Optional[frechet.DecodedFID]:
                             batch=int(eval_config.get("fid_batch", 250)))
 
 
-def make_problem(train, held, name="latents", fid=None) -> train_lib.Problem:
+def make_problem(train, held, name="latents", fid=None) -> training.Problem:
   """One group per class; the latent Frechet distance (and, given ``fid``, the FID of
-  decoded images) as extra metrics."""
-  def extra(samples):  # [S, G, n, dim] -> {name: [S] values}
-    out = dict(frechet=[float(np.mean([frechet.frechet_distance(seed[g], held[g])
-                                       for g in range(len(held))])) for seed in samples])
-    if fid is not None:
-      per_seed = [fid(list(seed), held) for seed in samples]
-      out.update(fid=[float(np.mean(pc)) for pc, _ in per_seed],
-                 fid_pooled=[pooled for _, pooled in per_seed],
-                 fid_per_class=[pc for pc, _ in per_seed])
-    return out
-
-  return train_lib.class_conditional_problem(train, held, name=name, extra_eval=extra)
+  decoded images) evaluated beside W2^2."""
+  evals = [evaluators.frechet()] + ([evaluators.decoded_fid(fid)] if fid is not None else [])
+  return training.class_conditional_problem(train, held, name=name, evaluators=evals)
 
 
 def real_vs_real(train, held, n: int, fid=None) -> dict:
@@ -110,74 +105,67 @@ def real_vs_real(train, held, n: int, fid=None) -> dict:
   return out
 
 
-def setting_config(config, tau: float, method: str):
-  sub = train_lib.method_config(config, method, METHODS)
-  sub.drift.tau = float(tau)
-  return sub
-
-
-def run_latents(config, workdir: str) -> list[dict]:
-  """Trains the sweep ``taus x methods`` and writes ``table.md`` (Table 2 layout)."""
-  grid = list(itertools.product(config.sweep.taus, config.sweep.methods))
-  for tau, method in grid:  # fail before loading or training on a bad setting
-    train_lib.check_drift_config(setting_config(config, tau, method), conditional=True)
-  train_lib.check_train_config(config.train)
+def prepare(config, workdir: str) -> dict:
+  """The data, the problem and the hook of the decoded-image FID."""
+  del workdir
   fid = make_fid(config.eval)  # a bad hook fails here, before any training
-  t_start = time.perf_counter()
   train, held, names = load_data(config)
   log.info("latents: %d classes (%s), D = %d, %s train / %s held-out per class",
            len(train), ", ".join(names), train[0].shape[1], [len(t) for t in train],
            [len(h) for h in held])
   # A device layout that cannot work fails here, before anything is written.
-  train_lib.make_mesh(config.get("parallel"), len(train), int(config.train.batch_size))
-  problem = make_problem(train, held, name=config.data.source, fid=fid)
-  os.makedirs(workdir, exist_ok=True)
-  results = []
-  for i, (tau, method) in enumerate(grid):
-    sub = setting_config(config, tau, method)
-    run_dir = os.path.join(workdir, f"tau{tau:g}", method)
-    log.info("latent run %d/%d: tau=%g, %s", i + 1, len(grid), tau, method)
-    train_lib.train_generator(sub, run_dir, problem)
-    history = train_lib.read_metrics(run_dir)
-    ev = [r for r in history if "w2" in r][-1]
-    results.append(dict(tau=float(tau), method=method, w2=ev["w2"], frechet=ev["frechet"],
-                        w2_per_class=ev.get("w2_per_class"), fid=ev.get("fid"),
-                        fid_pooled=ev.get("fid_pooled"),
-                        seconds=train_lib.run_seconds(history, int(sub.train.log_every))))
-  if jax.process_index() == 0:
-    reference = real_vs_real(train, held, int(config.eval.num_samples), fid)
-    path = write_table(workdir, results, config, names, time.perf_counter() - t_start,
-                       reference)
-    log.info("latent table: %s", path)
-  return results
+  mesh_lib.make_mesh(config.get("parallel"), len(train), int(config.train.batch_size))
+  return dict(train=train, held=held, names=names, fid=fid,
+              problem=make_problem(train, held, name=config.data.source, fid=fid))
 
 
-def write_table(workdir, results, config, names, seconds, reference=None) -> str:
-  with_fid = all(r.get("fid") is not None for r in results)
-  fields = ("w2", "frechet", "fid") if with_fid else ("w2", "frechet")
-  def ms(v):
-    v = np.asarray(v, np.float64)
-    return f"{v.mean():.2f}" if len(v) == 1 else f"{v.mean():.2f} ± {v.std():.2f}"
+def run_setting(config, run_dir: str, context) -> dict:
+  training.train_generator(config, run_dir, context["problem"])
+  history = training.read_metrics(run_dir)
+  ev = [r for r in history if "w2" in r][-1]
+  return dict(w2=ev["w2"], frechet=ev["frechet"], w2_per_class=ev.get("w2_per_class"),
+              fid=ev.get("fid"), fid_pooled=ev.get("fid_pooled"),
+              seconds=training.run_seconds(history, int(config.train.log_every)))
+
+
+def write_table(config, workdir, results, context, seconds, planned) -> str:
+  """``table.md`` in the layout of Table 2 and ``results.json``; the real-vs-real
+  reference once the grid is done."""
+  with_fid = context["fid"] is not None
+  names = context["names"]
+  reference = None
+  if len(results) == planned:
+    reference = context.get("reference")
+    if reference is None:
+      reference = context["reference"] = real_vs_real(
+          context["train"], context["held"], int(config.eval.num_samples), context["fid"])
+  columns = [tables.axis_column("tau", "tau", "{:g}", "---:")]
+  for label, key in (("EMD", "w2"), ("FD", "frechet")) + ((("FID", "fid"),) if with_fid else ()):
+    columns += [tables.metric_column(f"baseline {label}", key, "{:.2f}", "baseline"),
+                tables.metric_column(f"Sinkhorn {label}", key, "{:.2f}", "sinkhorn")]
   lines = [
       f"Latents: {config.data.source}, {len(names)} classes, D = {config.data.get('dim', '?')}; "
       f"{config.train.steps} steps, {config.train.batch_size} per class, "
-      f"{config.train.num_seeds} seed(s); total {seconds:.0f} s.", "",
+      f"{config.train.num_seeds} seed(s); {len(results)} of {planned} settings; "
+      f"total {seconds:.0f} s.", "",
       "EMD: W2^2 by exact OT between generated and held-out latents, per class, averaged over "
       "classes. FD: Frechet distance of Gaussians fitted to those latents, averaged over "
       "classes." + (f" FID: Frechet distance of the features ({config.eval.features}) of "
                     f"the decoded ({config.eval.decoder}) generated and held-out latents, "
-                    "per class, averaged over classes." if with_fid else ""), "",
-      "| tau | baseline EMD | Sinkhorn EMD | baseline FD | Sinkhorn FD |"
-      + (" baseline FID | Sinkhorn FID |" if with_fid else ""),
-      "|---:|---:|---:|---:|---:|" + ("---:|---:|" if with_fid else "")]
-  keyed = {(r["tau"], r["method"]): r for r in results}
-  for tau in sorted({r["tau"] for r in results}):
-    cells = [ms(keyed[(tau, m)][field]) if (tau, m) in keyed else "-"
-             for field in fields for m in METHODS]
-    lines.append(f"| {tau:g} | " + " | ".join(cells) + " |")
+                    "per class, averaged over classes." if with_fid else ""), ""]
+  lines += tables.markdown(columns, tables.group_rows(results, ("tau",), "method"))
   if reference is not None:
     lines += ["", "Real vs real (training latents against the same held-out latents, "
               f"{config.eval.num_samples} per class): EMD {reference['w2']:.2f}, "
               f"FD {reference['frechet']:.2f}"
               + (f", FID {reference['fid']:.2f}" if "fid" in reference else "") + "."]
-  return train_lib.write_report(workdir, lines, dict(results=results, real_vs_real=reference))
+  return training.write_report(workdir, lines, dict(results=results, real_vs_real=reference))
+
+
+@experiments.register("latents")
+def run(config, workdir: str) -> list[dict]:
+  """Trains the sweep ``taus x methods`` and writes ``table.md`` (Table 2 layout)."""
+  make_fid(config.eval)  # a bad hook fails before the settings are checked
+  return sweep.run_sweep(config, workdir, axes=AXES, run_setting=run_setting,
+                         write_table=write_table, prepare=prepare,
+                         dim=int(config.data.get("dim", 2)), conditional=True)

@@ -1,0 +1,180 @@
+"""The one sweep driver: every generator experiment is a grid of settings.
+
+``config.sweep`` lists the values of each axis of an experiment (``taus``, ``methods``,
+``kernels``, ``targets``, ...); a single run is a grid of one setting. For each setting,
+:func:`setting_config` derives the run's config in one way: each :class:`Axis` writes its
+value into a copy of the config, then the mask rule applies. :func:`run_sweep` checks
+every setting before anything trains, runs them one by one (each in its own workdir
+``<workdir>/<axis dirs>``, resumable), and rewrites the experiment's table after each.
+
+The mask rule, stated once: ``drift.mask_self`` masks the self-pairs of the one- and
+two-sided baselines only; the Sinkhorn drift is never masked (it needs no mask, and the
+reference code does not mask it: ``pre_mask = repulsion_mask_diag and dtype !=
+'sinkhorn'`` in its toy script).
+"""
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import logging
+import os
+import time
+from typing import Any, Callable, Optional, Sequence
+
+import jax
+import ml_collections
+
+from sdrift_jax import costs as costs_lib
+from sdrift_jax import workdir as workdir_lib
+from sdrift_jax.training import check_train_config
+from sdrift_jax.training import objectives
+
+log = logging.getLogger("sdrift_jax")
+
+METHODS = ("baseline", "sinkhorn")
+
+
+@dataclasses.dataclass(frozen=True)
+class Axis:
+  """One axis of a sweep.
+
+  Attributes:
+    name: the key of the setting (and of its result) that holds the value.
+    values: the field of ``config.sweep`` listing the values.
+    apply: ``(config, value) -> None`` writes the value into a copy of the config.
+    dirname: ``value -> str``, the run directory's component for the value.
+  """
+  name: str
+  values: str
+  apply: Callable[[ml_collections.ConfigDict, Any], None]
+  dirname: Callable[[Any], str] = str
+
+
+def field_axis(name: str, values: str, dotted: str) -> Axis:
+  """An axis whose value is written to the config field ``dotted``."""
+  parent, leaf = dotted.rsplit(".", 1)
+
+  def apply(config, value):
+    config[parent][leaf] = value
+  return Axis(name, values, apply)
+
+
+def tau_axis() -> Axis:
+  """``sweep.taus`` -> ``drift.tau`` (a float, or a tuple of several temperatures)."""
+  def apply(config, tau):
+    config.drift.tau = tuple(map(float, tau)) if isinstance(tau, (list, tuple)) else float(tau)
+
+  def dirname(tau):
+    return "tau" + ("+".join(f"{t:g}" for t in tau) if isinstance(tau, (list, tuple))
+                    else f"{tau:g}")
+  return Axis("tau", "taus", apply, dirname)
+
+
+def kernel_axis() -> Axis:
+  """``sweep.kernels`` (``'gaussian'``, ``'laplacian'``) -> ``drift.cost``."""
+  def apply(config, kernel):
+    if kernel not in costs_lib.COST_ALIASES:
+      raise ValueError(f"unknown kernel {kernel!r} in config.sweep.kernels: expected "
+                       f"{tuple(costs_lib.COST_ALIASES)}")
+    config.drift.cost = costs_lib.COST_ALIASES[kernel]
+  return Axis("kernel", "kernels", apply)
+
+
+def method_axis() -> Axis:
+  """``sweep.methods``: ``'baseline'`` takes ``config.baseline`` (normalization,
+  mask_self, and ``form`` for the feature-drift objective); ``'sinkhorn'`` is the
+  Sinkhorn drift (split form)."""
+  def apply(config, method):
+    if method not in METHODS:
+      raise ValueError(f"unknown method {method!r} in config.sweep.methods: expected "
+                       f"{METHODS}")
+    if method == "baseline":
+      config.drift.normalization = config.baseline.normalization
+      config.drift.mask_self = bool(config.baseline.mask_self)
+      if "form" in config.baseline:
+        config.loss.form = config.baseline.form
+    else:
+      config.drift.normalization = "sinkhorn"
+      if "loss" in config:
+        config.loss.form = "split"
+  return Axis("method", "methods", apply)
+
+
+def apply_mask_rule(config) -> None:
+  """The mask rule (module docstring): no self-mask for the Sinkhorn drift."""
+  if config.drift.normalization == "sinkhorn":
+    config.drift.mask_self = False
+
+
+def settings(config, axes: Sequence[Axis]) -> list[dict]:
+  """The grid: one ``{axis name: value}`` per combination of ``config.sweep``'s lists."""
+  lists = []
+  for axis in axes:
+    values = config.sweep[axis.values]
+    if not isinstance(values, (list, tuple)) or not values:
+      raise ValueError(f"config.sweep.{axis.values} must be a non-empty tuple, got "
+                       f"{values!r}")
+    lists.append(values)
+  return [dict(zip((a.name for a in axes), combo)) for combo in itertools.product(*lists)]
+
+
+def setting_config(config, setting: dict, axes: Sequence[Axis]) -> ml_collections.ConfigDict:
+  """The run config of one setting: a copy of ``config`` with each axis applied, then
+  the mask rule."""
+  sub = ml_collections.ConfigDict(config.to_dict())
+  for axis in axes:
+    axis.apply(sub, setting[axis.name])
+  apply_mask_rule(sub)
+  return sub
+
+
+def setting_dir(workdir: str, setting: dict, axes: Sequence[Axis]) -> str:
+  return os.path.join(workdir, *(a.dirname(setting[a.name]) for a in axes))
+
+
+def run_sweep(config, workdir: str, *, axes: Sequence[Axis],
+              run_setting: Callable[[Any, str, Any], dict],
+              write_table: Callable[..., Any], dim: int, conditional: bool,
+              prepare: Optional[Callable[[Any, str], Any]] = None) -> list[dict]:
+  """Runs every setting of the grid and keeps the table current.
+
+  Args:
+    config: the experiment's config (``config.sweep`` holds the axes' values).
+    workdir: the sweep's directory; setting ``s`` runs in :func:`setting_dir`.
+    axes: the experiment's axes.
+    run_setting: ``(setting_config, run_dir, context) -> result dict`` (the axis values
+      are added to it).
+    write_table: ``(config, workdir, results, context, seconds, planned) -> None``,
+      called on process 0 after every setting.
+    dim: the data dimension, for the checks before training.
+    conditional: whether the problem is class-conditional (for the checks).
+    prepare: optional ``(config, workdir) -> context`` run once before the first
+      setting (data, helper models, the problem).
+
+  Returns:
+    The results, one per setting.
+  """
+  grid = settings(config, axes)
+  subs = [setting_config(config, s, axes) for s in grid]
+  for sub in subs:  # every setting checked before anything is written or trained
+    check_train_config(sub.train)
+    objectives.check_objective_config(sub, dim, conditional)
+  if config.drift.mask_self and any(s.drift.normalization == "sinkhorn" for s in subs):
+    log.info("drift.mask_self applies to the one- and two-sided baselines; the Sinkhorn "
+             "drift is trained unmasked")
+  os.makedirs(workdir, exist_ok=True)
+  if jax.process_index() == 0:
+    workdir_lib.atomic_write(os.path.join(workdir, "sweep_config.json"),
+                             config.to_json(indent=2, sort_keys=True))
+  t_start = time.perf_counter()
+  context = prepare(config, workdir) if prepare else None
+  results = []
+  for i, (setting, sub) in enumerate(zip(grid, subs)):
+    log.info("%s %d/%d: %s", config.experiment, i + 1, len(grid),
+             ", ".join(f"{k}={v}" for k, v in setting.items()))
+    result = run_setting(sub, setting_dir(workdir, setting, axes), context)
+    results.append({**result, **setting})
+    if jax.process_index() == 0:
+      write_table(config, workdir, results, context, time.perf_counter() - t_start,
+                  len(grid))
+  return results

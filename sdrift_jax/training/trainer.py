@@ -1,0 +1,286 @@
+"""The trainer: the pure functions of a run (init, the compiled multi-step chunk, the
+sampler, evaluation) built from a config and a :class:`Problem`.
+
+The model is a Flax NNX module, trained functionally: ``nnx.split`` yields a static graph
+definition and a pytree of parameters. A run trains ``num_seeds`` independent generators
+together (a leading seed axis, ``jax.vmap``), in chunks of ``log_every`` steps per
+compiled call (``lax.scan``). The key of step ``t`` of seed ``s`` is
+``fold_in(fold_in(key(seed), s), t)``, so a resumed run takes exactly the steps an
+uninterrupted one takes. The temperature is an argument of the compiled chunk, so the
+settings of a sweep that differ only in ``tau`` share one program
+(:func:`shared_trainer`).
+"""
+from __future__ import annotations
+
+import collections
+import dataclasses
+import json
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+from flax import nnx
+
+from sdrift_jax import models
+from sdrift_jax.training import evaluators
+from sdrift_jax.training import mesh as mesh_lib
+from sdrift_jax.training import objectives
+from sdrift_jax.training import optim
+from sdrift_jax.training.problem import Problem, sample_unconditional
+
+
+@jax.tree_util.register_pytree_with_keys_class
+@dataclasses.dataclass(frozen=True)
+class TrainState:
+  """Parameters, optimizer state and (optionally) the EMA of the parameters.
+
+  Attributes:
+    params: the generator parameters, leading seed axis ``[S, ...]``.
+    opt_state: the optimizer state, leading seed axis.
+    step: int32 scalar, the number of optimizer steps taken (shared by all seeds).
+    ema: ``None`` when ``train.ema_decay`` is 0, else the exponential moving average of
+      ``params`` (same tree).
+
+  A pytree whose children are the fields that are not ``None``: without an EMA it
+  flattens, and so checkpoints, exactly as the three-field state did before the EMA
+  existed, so those checkpoints still restore.
+  """
+  params: Any
+  opt_state: Any
+  step: jax.Array
+  ema: Any = None
+
+  def _fields(self) -> tuple[str, ...]:
+    return ("params", "opt_state", "step") + (() if self.ema is None else ("ema",))
+
+  def tree_flatten_with_keys(self):
+    return [(jax.tree_util.GetAttrKey(n), getattr(self, n)) for n in self._fields()], None
+
+  def tree_flatten(self):
+    return [getattr(self, n) for n in self._fields()], None
+
+  @classmethod
+  def tree_unflatten(cls, _, children):
+    return cls(*children)
+
+
+class Trainer:
+  """Builds the pure functions of a run from its config."""
+
+  def __init__(self, config: ml_collections.ConfigDict, problem: Problem):
+    self.config = config
+    self.problem = problem
+    self.num_seeds = int(config.train.num_seeds)
+    self.batch = int(config.train.batch_size)
+    self.noise_dim = int(config.model.noise_dim)
+    self.objective = objectives.make_objective(config, copies=self.num_seeds * problem.groups)
+    if self.objective.guided and problem.table is None:
+      raise ValueError("classifier-free guidance draws unconditional negatives from the "
+                       "problem's data table; this problem has none")
+    if bool(config.model.get("omega_dim", 0)) != self.objective.guided:
+      raise ValueError("config.model.omega_dim > 0 (a generator that takes omega) and "
+                       "config.guidance.num_uncond > 0 (classifier-free guidance) go "
+                       f"together; got omega_dim={config.model.get('omega_dim', 0)}, "
+                       f"num_uncond={self.objective.num_uncond}")
+    self.tx = optim.make_optimizer(config.optim, int(config.train.steps))
+    self.ema_decay = float(config.train.get("ema_decay", 0.0))
+    if not 0.0 <= self.ema_decay < 1.0:
+      raise ValueError(f"config.train.ema_decay must be in [0, 1) (0 = no EMA), got "
+                       f"{self.ema_decay}")
+    self.base_key = jax.random.key(int(config.seed))
+    model = models.make_generator(config.model, problem.dim, jax.random.key(0),
+                                  num_classes=problem.num_classes)
+    self.graphdef, _ = nnx.split(model)
+    self.mesh, self.batch_spec = mesh_lib.make_mesh(config.get("parallel"), problem.groups,
+                                                    self.batch)
+    self._chunks = {}
+
+  def device_table(self):
+    """The problem's data table as ``(rows, counts)`` device arrays placed on this
+    trainer's mesh (:func:`sdrift_jax.training.mesh.place_table`), or ``None``."""
+    if self.problem.table is None:
+      return None
+    return mesh_lib.place_table(self.problem.table, self.mesh, self.batch_spec)
+
+  # -- pure pieces -----------------------------------------------------------------
+  def seed_keys(self) -> jax.Array:
+    return jax.vmap(lambda s: jax.random.fold_in(self.base_key, s))(
+        jnp.arange(self.num_seeds))
+
+  def init(self) -> TrainState:
+    def one(key):
+      model = models.make_generator(self.config.model, self.problem.dim,
+                                    jax.random.fold_in(key, 0),
+                                    num_classes=self.problem.num_classes)
+      params = nnx.split(model)[1]
+      # The EMA starts at the initial parameters (no debiasing), as the reference's does.
+      return params, self.tx.init(params), (params if self.ema_decay else None)
+    params, opt_state, ema = jax.jit(jax.vmap(one))(self.seed_keys())
+    state = TrainState(params, opt_state, jnp.zeros((), jnp.int32), ema)
+    if self.mesh is not None:  # the whole state replicated on every device
+      state = jax.device_put(state, mesh_lib.replicated(self.mesh))
+    return state
+
+  def eval_params(self, state: TrainState):
+    """The parameters that evaluation and samples use: the EMA if there is one."""
+    return state.params if state.ema is None else state.ema
+
+  def _shard(self, x):
+    return mesh_lib.constrain(x, self.mesh, self.batch_spec)
+
+  def generate(self, params, eps, labels=None, omega=None):
+    model = nnx.merge(self.graphdef, params)
+    if omega is None:
+      return model(eps, labels)
+    return model(eps, labels, jnp.broadcast_to(omega, eps.shape[:1]))
+
+  def generate_groups(self, params, eps, omega=None):
+    """``eps [G, n, noise] -> [G, n, dim]``, group ``g`` generated with label ``g``;
+    guided generators take ``omega`` (default: the objective's ``eval_omega``)."""
+    G, n, _ = eps.shape
+    labels = (jnp.repeat(jnp.arange(G), n) if self.problem.num_classes else None)
+    if self.objective.guided and omega is None:
+      omega = self.objective.eval_omega
+    x = self.generate(params, eps.reshape(G * n, -1), labels, omega)
+    return x.reshape(G, n, -1)
+
+  def _step(self, params, opt_state, key, table, tau):
+    k_eps, k_pos = jax.random.split(key)
+    k_unc, k_omega = jax.random.split(jax.random.fold_in(key, 1))
+    G = self.problem.groups
+    eps = self._shard(jax.random.normal(k_eps, (G, self.batch, self.noise_dim)))
+    extra = () if table is None else (table,)
+    y_pos = self._shard(self.problem.sample_positives(k_pos, self.batch, *extra)
+                        .reshape(G, -1, self.problem.dim))
+    omega, y_unc = self.sample_guidance(k_omega, k_unc, table)
+
+    def loss_fn(p):
+      x = self.generate_groups(p, eps, omega)
+      return self.objective.batch_loss(x, y_pos, y_unc, omega, tau)
+
+    (loss, drift_rms), grads = jax.value_and_grad(loss_fn, has_aux=True)(params)
+    updates, opt_state = self.tx.update(grads, opt_state, params)
+    params = optax.apply_updates(params, updates)
+    return params, opt_state, dict(loss=loss, drift_rms=drift_rms)
+
+  def sample_guidance(self, k_omega, k_unc, table=None):
+    """``(omega, y_uncond [G, U, dim])`` of one guided step, ``(None, None)`` otherwise:
+    one omega for every class (as the reference), each class its own unconditional
+    negatives drawn from all classes' data."""
+    objective = self.objective
+    if not objective.guided:
+      return None, None
+    omega = objective.sample_omega(k_omega)
+    y_unc = jax.vmap(lambda k: sample_unconditional(k, objective.num_uncond, table))(
+        jax.random.split(k_unc, self.problem.groups))
+    return omega, y_unc
+
+  def make_chunk(self, length: int):
+    """``(state, seed_keys, tau) -> (state, metrics [S, length])``: ``length`` steps in
+    one compiled call, ``tau`` from :meth:`Objective.tau_array` (traced: a sweep over
+    temperatures reuses the compiled program).
+
+    With ``train.ema_decay = d > 0`` every optimizer step is followed by
+    ``ema <- d * ema + (1 - d) * params``. The training data table (if any) is an
+    argument of the compiled function, not a constant baked into it, so it keeps its
+    sharding and is not copied per call.
+    """
+    if length not in self._chunks:
+      self._chunks[length] = jax.jit(self._chunk_fn(length), donate_argnums=0)
+    jitted = self._chunks[length]
+    return lambda state, seed_keys, tau: jitted(state, seed_keys, self.device_table(), tau)
+
+  def _chunk_fn(self, length: int):
+    def one_seed(params, opt_state, ema, seed_key, step0, table, tau):
+      def body(carry, i):
+        p, o, e = carry
+        p, o, m = self._step(p, o, jax.random.fold_in(seed_key, step0 + i), table, tau)
+        if e is not None:
+          e = optax.incremental_update(p, e, 1.0 - self.ema_decay)
+        return (p, o, e), m
+      carry, ms = jax.lax.scan(body, (params, opt_state, ema), jnp.arange(length))
+      return carry, ms
+
+    def chunk(state: TrainState, seed_keys, table, tau):
+      (params, opt_state, ema), ms = jax.vmap(
+          one_seed, in_axes=(0, 0, 0, 0, None, None, None))(
+              state.params, state.opt_state, state.ema, seed_keys, state.step, table, tau)
+      return TrainState(params, opt_state, state.step + length, ema), ms
+    return chunk
+
+  def make_sampler(self):
+    """Jitted ``(params [S], eps [G, n, noise]) -> samples [S, G, n, dim]``."""
+    if "sampler" not in self._chunks:
+      self._chunks["sampler"] = jax.jit(jax.vmap(self.generate_groups, in_axes=(0, None)))
+    return self._chunks["sampler"]
+
+  def make_diagnostics(self):
+    """Jitted ``(x [S, G, n, dim], y [G, n, dim], tau) -> [S, 2]``: the largest marginal
+    error over groups of the positive and negative couplings."""
+    if "diagnostics" not in self._chunks:
+      per_group = jax.vmap(self.objective.marginal_errors, in_axes=(0, 0, None))
+      self._chunks["diagnostics"] = jax.jit(jax.vmap(
+          lambda x, y, tau: jnp.max(per_group(x, y, tau), axis=0), in_axes=(0, None, None)))
+    return self._chunks["diagnostics"]
+
+  def evaluate(self, params, eval_eps, tau, raw_params=None) -> tuple[dict, np.ndarray]:
+    """Runs the evaluators (the defaults and the problem's) on samples of ``params``.
+
+    Args:
+      params: the parameters evaluated (the EMA when training keeps one), ``[S, ...]``.
+      eval_eps: noise ``[G, n, noise_dim]``.
+      tau: the run's temperature (:meth:`Objective.tau_array`), for the couplings.
+      raw_params: optional second parameter set (the raw ones when ``params`` is the EMA),
+        whose W2^2 is recorded as ``w2_raw``.
+
+    Returns:
+      ``(record, samples [S, G, n, dim])``, samples of ``params``.
+    """
+    sampler, diagnostics = self.make_sampler(), self.make_diagnostics()
+    samples = np.asarray(sampler(params, eval_eps))  # [S, G, n, dim]
+    sets = self.problem.eval_sets()
+    ctx = evaluators.EvalContext(
+        samples=samples, eval_sets=sets, batch=self.batch,
+        marginal_errors=lambda x, y: diagnostics(jnp.asarray(x), jnp.asarray(y), tau))
+    record = evaluators.evaluate(self.evaluators, ctx)
+    if raw_params is not None:
+      raw = np.asarray(sampler(raw_params, eval_eps))
+      record["w2_raw"] = np.mean(evaluators.w2_per_seed(raw, sets), axis=1).tolist()
+    return record, samples
+
+  @property
+  def evaluators(self) -> tuple:
+    return evaluators.default_evaluators() + tuple(self.problem.evaluators)
+
+
+#: Trainers by problem and static config, so that the settings of a sweep that differ only
+#: in ``drift.tau`` share one trainer and its compiled programs.
+_SHARED: "collections.OrderedDict[tuple, Trainer]" = collections.OrderedDict()
+_SHARED_MAX = 4
+
+
+def _static_key(config) -> str:
+  """The config without the fields a trainer takes per call or never reads."""
+  d = config.to_dict()
+  d.get("drift", {}).pop("tau", None)
+  for block in ("sweep", "logging"):
+    d.pop(block, None)
+  return json.dumps(d, sort_keys=True, default=str)
+
+
+def shared_trainer(config, problem: Problem) -> Trainer:
+  """The :class:`Trainer` of ``(config, problem)``, reused across calls whose configs
+  differ in ``drift.tau`` (and ``sweep`` / ``logging``) only: the compiled step takes
+  ``tau`` as an argument, so a temperature sweep compiles once."""
+  key = (id(problem), _static_key(config))
+  trainer = _SHARED.get(key)
+  if trainer is None or trainer.problem is not problem:
+    trainer = Trainer(config, problem)
+    _SHARED[key] = trainer
+    while len(_SHARED) > _SHARED_MAX:
+      _SHARED.popitem(last=False)
+  _SHARED.move_to_end(key)
+  return trainer
