@@ -20,7 +20,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from benchmarks.common import machine_description
-from sdrift_jax import drift as drift_lib
+from sdrift_jax import DriftSpec
 from sdrift_jax import drift_field
 
 
@@ -65,8 +65,7 @@ def main(argv=None):
   x = jax.random.normal(kx, (n, d), jnp.float32)
   y = jax.random.normal(ky, (n, d), jnp.float32) + 0.5
   tau = 0.05 * d
-  _, static = drift_lib._prepare(x, y, x, tau, T, "sinkhorn", "sqeuclidean", False, None,
-                                 None, None, args.algorithm)
+  algorithm = DriftSpec(T=T, algorithm=args.algorithm).resolve_algorithm(n, n, 4)
   fn = jax.jit(lambda x, y: drift_field(x, y, x, tau, T=T, algorithm=args.algorithm))
   t0 = time.perf_counter()
   v = jax.block_until_ready(fn(x, y))
@@ -80,7 +79,7 @@ def main(argv=None):
   stats = dev.memory_stats() if dev.platform != "cpu" else None
   peak = (stats or {}).get("peak_bytes_in_use") or resource.getrusage(
       resource.RUSAGE_SELF).ru_maxrss * 1024
-  row = dict(N=n, d=d, T=T, algorithm=static["algorithm"], seconds=wall,
+  row = dict(N=n, d=d, T=T, algorithm=algorithm, seconds=wall,
              first_call_seconds=first, peak_gib=peak / 2**30,
              dense_matrix_gib=n * n * 4 / 2**30, finite=bool(jnp.all(jnp.isfinite(v))),
              machine=machine_description())

@@ -1,5 +1,5 @@
 """Times the MNIST autoencoder's layers and training step on the CPU, inside and outside
-``lax.scan`` (why ``mnist.fit`` loops in Python and the decoder uses sub-pixel upsampling).
+``lax.scan`` (why ``experiments.mnist_models.fit`` loops in Python and the decoder uses sub-pixel upsampling).
 
     python -m benchmarks.mnist_conv_cpu
 """
@@ -8,7 +8,8 @@ import jax.numpy as jnp
 from flax import nnx
 
 from benchmarks.common import machine_description, time_call
-from sdrift_jax import mnist, models
+from experiments import mnist_models
+from sdrift_jax import models
 
 
 def grad_time(module, inp, post=lambda h: h):
@@ -31,7 +32,7 @@ def main():
   ]
   ae = models.ConvAutoencoder(6, rngs=r)
   g, p = nnx.split(ae)
-  loss = lambda p, x: mnist._ae_loss(nnx.merge(g, p), x, None)
+  loss = lambda p, x: mnist_models._ae_loss(nnx.merge(g, p), x, None)
   x = jnp.full((B, 28, 28, 1), 0.5)
   rows.append(("autoencoder, one jitted step", 1e3 * time_call(
       jax.jit(jax.value_and_grad(loss)), p, x, repeats=3)))

@@ -5,7 +5,7 @@ the numbers show the overhead of partitioning and collectives, not a speed-up. O
 or TPU host, run it without that flag. The problem: the class-conditional latent
 generator of configs/latents.py (8 classes, D = 64 here, 64 per class per step, T = 61),
 drift coupled per group (each device owns whole classes) or globally. The training data
-table is sharded like the batch (sdrift_jax.train.PositiveTable). Reported: the median
+table is sharded like the batch (sdrift_jax.training.PositiveTable). Reported: the median
 over ``--repeats`` timings of ``--steps`` steps, each blocked on.
 
     python -m benchmarks.sharded_throughput --fake_cpu_devices 8 --out docs/benchmarks/sharded_cpu.md
@@ -31,7 +31,9 @@ def main(argv=None):
   import numpy as np
   from benchmarks.common import write_markdown_table
   from configs import latents as latents_config
-  from sdrift_jax import train
+  from experiments import latents as latents_exp
+  from experiments import sweep
+  from sdrift_jax import training as train
 
   rng = np.random.default_rng(0)
   per_class = [rng.normal(size=(500, args.dim)).astype(np.float32) + c for c in range(8)]
@@ -46,17 +48,20 @@ def main(argv=None):
       config.model.update(noise_dim=args.dim, embed_dim=16, hidden=256)
       config.train.batch_size = args.batch
       config.parallel.update(devices=n, coupling=coupling)
+      config = sweep.setting_config(config, {"tau": config.sweep.taus[0], "method": "sinkhorn"},
+                                    latents_exp.AXES)
       trainer = train.Trainer(config, problem)
+      tau = trainer.objective.tau_array()
       state = trainer.init()
       chunk = trainer.make_chunk(1)
       keys = trainer.seed_keys()
-      state, _ = chunk(state, keys)
+      state, _ = chunk(state, keys, tau)
       jax.block_until_ready(state)
       rates = []
       for _ in range(args.repeats):
         t0 = time.perf_counter()
         for _ in range(args.steps):  # blocked per step
-          state, _ = chunk(state, keys)
+          state, _ = chunk(state, keys, tau)
           jax.block_until_ready(state)
         rates.append(args.steps / (time.perf_counter() - t0))
       rate = float(np.median(rates))

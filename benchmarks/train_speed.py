@@ -20,10 +20,11 @@ import jax.numpy as jnp
 import numpy as np
 
 from benchmarks.common import write_markdown_table
+from experiments import sweep
 from configs import mnist as mnist_config
 from configs import toy as toy_config
-from sdrift_jax import toy
-from sdrift_jax import train as train_lib
+from experiments import toy
+from sdrift_jax import training as train_lib
 
 
 def _mnist_like_problem():
@@ -56,17 +57,20 @@ CASES = {
 def steps_per_second(config, problem, algorithm, chunk, repeats):
   config = config.copy_and_resolve_references()
   config.drift.algorithm = algorithm
+  config = sweep.setting_config(config, sweep.settings(config, toy.AXES)[0], toy.AXES) if (
+      config.experiment == "toy") else config
   problem = problem or toy.make_problem(config)
   trainer = train_lib.Trainer(config, problem)
+  tau = trainer.objective.tau_array()
   state = trainer.init()
   run = trainer.make_chunk(chunk)
   keys = trainer.seed_keys()
-  state, _ = run(state, keys)
+  state, _ = run(state, keys, tau)
   jax.block_until_ready(state)
   times = []
   for _ in range(repeats):
     t0 = time.perf_counter()
-    state, ms = run(state, keys)
+    state, ms = run(state, keys, tau)
     jax.block_until_ready((state, ms))
     times.append(time.perf_counter() - t0)
   return chunk / float(np.median(times))

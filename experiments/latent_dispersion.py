@@ -26,8 +26,9 @@ def dispersion(run: str) -> dict:
   import jax
   import ml_collections
   import numpy as np
-  from sdrift_jax import checkpoint, metrics, train
-  from sdrift_jax import latents as latents_lib
+  from experiments import latents as latents_lib
+  from sdrift_jax import checkpoint, metrics
+  from sdrift_jax import training as train
   from sdrift_jax.data import latents as latents_data
 
   path = os.path.join(run, "config.json")

@@ -1,6 +1,7 @@
 """sdrift_jax: Sinkhorn-drifting generative models in JAX."""
 from sdrift_jax.costs import COSTS, pairwise_cost
 from sdrift_jax.drift import NORMALIZATIONS, DriftInfo, drift_field, drift_field_with_info
+from sdrift_jax.drift_spec import DriftSpec
 from sdrift_jax.loss import (FeatureDrift, feature_drift, feature_drift_loss,
                              feature_sets_loss, uncond_weight)
 from sdrift_jax.sinkhorn import SinkhornOutput, sinkhorn, sinkhorn_divergence, sinkhorn_scaling
@@ -11,6 +12,7 @@ __all__ = [
     "COSTS",
     "NORMALIZATIONS",
     "DriftInfo",
+    "DriftSpec",
     "FeatureDrift",
     "SinkhornOutput",
     "drift_field",
