@@ -29,6 +29,7 @@ import ml_collections
 import numpy as np
 
 from sdrift_jax import loss as loss_lib
+from sdrift_jax import validation
 from sdrift_jax.drift_spec import DriftSpec
 
 __all__ = ["OBJECTIVES", "Objective", "loss_config", "guidance_config",
@@ -251,6 +252,9 @@ def check_objective_config(config, dim: int = 2, conditional: bool = False) -> O
   y_unc = x if objective.guided else None
   omega = 2.0 if objective.guided else None
   try:
+    # tau checked here, concretely: inside eval_shape the constant is a tracer, which the
+    # drift cannot check (a tau of 0 would otherwise train into a non-finite loss).
+    validation.as_tau(objective.tau)
     jax.eval_shape(lambda x, y, u: objective.batch_loss(x, y, u, omega, objective.tau_array()),
                    x, x, y_unc)
   except (ValueError, TypeError) as e:
