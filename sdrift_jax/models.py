@@ -1,5 +1,5 @@
 """Flax NNX generators (and, for MNIST, the autoencoder and classifier live in
-``sdrift_jax.mnist``).
+``experiments/mnist_models.py``, which trains them).
 
 Models are built in NNX and trained functionally: ``nnx.split`` gives a static graph
 definition and a pytree of parameters, so a train step is a pure function of arrays that
