@@ -1,5 +1,5 @@
-"""Flax NNX generators (and, for MNIST, the autoencoder and classifier live in
-``experiments/mnist_models.py``, which trains them).
+"""Flax NNX models: the generators, and the MNIST autoencoder and classifier (trained and
+cached by ``experiments/mnist_models.py``).
 
 Models are built in NNX and trained functionally: ``nnx.split`` gives a static graph
 definition and a pytree of parameters, so a train step is a pure function of arrays that
