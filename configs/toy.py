@@ -63,9 +63,7 @@ def get_config(arg=None):
   c.seed = 42
   c.data = ml_collections.ConfigDict(dict(target="8gaussians"))
   c.model = ml_collections.ConfigDict(dict(kind="mlp", noise_dim=2, hidden=256, depth=2,
-                                           blocks=6, expansion=2, layer_norm=True,
-                                           init="flax", activation="relu",
-                                           res_scale=1.0, out_init_std=0.0))
+                                           init="flax", activation="relu"))
   c.drift = ml_collections.ConfigDict(dict(normalization="sinkhorn", T=41, tau=0.1,
                                            cost="sqeuclidean", mask_self=False,
                                            algorithm="auto", relative_tau=False))
@@ -82,9 +80,9 @@ def get_config(arg=None):
       normalizations=("sinkhorn",)))
   c.logging = config_lib.logging_config()
   if "reference" in flags:
-    c.model.update(kind="resmlp", noise_dim=16, hidden=256, blocks=6, expansion=2,
-                   layer_norm=True, activation="silu", init="torch", res_scale=0.9,
-                   out_init_std=0.001)
+    c.model = ml_collections.ConfigDict(dict(
+        kind="resmlp", noise_dim=16, hidden=256, blocks=6, expansion=2, layer_norm=True,
+        activation="silu", init="torch", res_scale=0.9, out_init_std=0.001))
     # torch.optim.AdamW(params, lr=2e-4): betas (0.9, 0.999), eps 1e-8, weight decay 0.01.
     c.optim.update(name="adamw", learning_rate=2e-4, b1=0.9, b2=0.999, weight_decay=0.01,
                    clip_norm=0.0, schedule="constant", warmup_steps=0)
@@ -101,7 +99,8 @@ def get_config(arg=None):
     c.sweep.costs = ("sqeuclidean", "euclidean")
   if "smoke" in flags:
     c.model.hidden = 32
-    c.model.blocks = 2
+    if c.model.kind == "resmlp":
+      c.model.blocks = 2
     c.train.update(steps=20, batch_size=64, log_every=10, eval_every=10, checkpoint_every=10)
     c.eval.num_samples = 128
     c.drift.T = 5

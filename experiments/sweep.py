@@ -25,6 +25,7 @@ import jax
 import ml_collections
 
 from sdrift_jax import costs as costs_lib
+from sdrift_jax import models
 from sdrift_jax import workdir as workdir_lib
 from sdrift_jax.training import check_train_config
 from sdrift_jax.training import objectives
@@ -158,6 +159,7 @@ def run_sweep(config, workdir: str, *, axes: Sequence[Axis],
   subs = [setting_config(config, s, axes) for s in grid]
   for sub in subs:  # every setting checked before anything is written or trained
     check_train_config(sub.train)
+    models.check_model_config(sub.model)
     objectives.check_objective_config(sub, dim, conditional)
   if config.drift.mask_self and any(s.drift.normalization == "sinkhorn" for s in subs):
     log.info("drift.mask_self applies to the one- and two-sided baselines; the Sinkhorn "

@@ -159,6 +159,29 @@ class ResidualMLPGenerator(nnx.Module):
 
 
 GENERATORS = ("mlp", "resmlp")
+#: The fields of ``config.model`` each kind reads.
+MODEL_FIELDS = {
+    "mlp": {"kind", "noise_dim", "hidden", "depth", "activation", "embed_dim", "omega_dim",
+            "init"},
+    "resmlp": {"kind", "noise_dim", "hidden", "blocks", "expansion", "layer_norm",
+               "activation", "init", "res_scale", "out_init_std"},
+}
+#: Fields a kind does not read but may hold at these values (configs that keep one model
+#: block for several kinds): anything else is refused, not silently ignored.
+_NEUTRAL = {"blocks": 0, "res_scale": 1.0, "out_init_std": 0.0, "omega_dim": 0}
+
+
+def check_model_config(model_config) -> None:
+  """Raises a ValueError naming the fields of ``config.model`` that its ``kind`` would
+  ignore."""
+  kind = model_config.get("kind")
+  if kind not in MODEL_FIELDS:
+    raise ValueError(f"unknown model.kind {kind!r}: expected one of {GENERATORS}")
+  ignored = sorted(k for k in model_config.keys() if k not in MODEL_FIELDS[kind]
+                   and not (k in _NEUTRAL and model_config[k] == _NEUTRAL[k]))
+  if ignored:
+    raise ValueError(f"config.model fields {ignored} do not apply to model.kind={kind!r} "
+                     f"(its fields: {sorted(MODEL_FIELDS[kind])})")
 
 
 def make_generator(model_config, out_dim: int, key: jax.Array,
@@ -167,15 +190,12 @@ def make_generator(model_config, out_dim: int, key: jax.Array,
   ``depth`` (mlp) or ``blocks``, ``expansion``, ``layer_norm``, ``init``, ``res_scale``
   (default 1), ``out_init_std`` (default 0: the ``init`` default) (resmlp),
   ``activation`` and ``embed_dim``."""
+  check_model_config(model_config)
   rngs = nnx.Rngs(params=key)
   kind = model_config.kind
   res_scale = float(model_config.get("res_scale", 1.0))
   out_init_std = float(model_config.get("out_init_std", 0.0) or 0.0)
   if kind == "mlp":
-    if res_scale != 1.0 or out_init_std:
-      raise ValueError("model.res_scale and model.out_init_std apply to model.kind='resmlp' "
-                       f"only; got res_scale={res_scale}, out_init_std={out_init_std} with "
-                       "kind='mlp'")
     return MLPGenerator(model_config.noise_dim, out_dim, hidden=model_config.hidden,
                         depth=model_config.depth, activation=model_config.activation,
                         num_classes=num_classes, embed_dim=model_config.get("embed_dim", 32),
@@ -192,7 +212,7 @@ def make_generator(model_config, out_dim: int, key: jax.Array,
                                 activation=model_config.activation,
                                 init=model_config.get("init", "torch"), res_scale=res_scale,
                                 out_init_std=out_init_std, rngs=rngs)
-  raise ValueError(f"unknown model.kind {kind!r}: expected one of {GENERATORS}")
+  raise AssertionError(kind)
 
 
 def depth_to_space(h: jax.Array, scale: int = 2) -> jax.Array:
