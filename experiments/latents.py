@@ -13,11 +13,8 @@ held-out latents (:class:`sdrift_jax.frechet.DecodedFID`).
 from __future__ import annotations
 
 import logging
-import os
-import time
 from typing import Optional
 
-import jax
 import numpy as np
 
 import experiments
