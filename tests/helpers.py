@@ -66,7 +66,7 @@ def toy_problem(config):
   return toy.make_problem(config)
 
 
-def toy_config(variant="smoke", ema_decay=0.0, steps=20):
+def toy_config(ema_decay=0.0, steps=20, variant="smoke"):
   """The run config of the toy smoke setting, ``steps`` steps in chunks of 10."""
   c = toy_setting(load("toy.py", f"{variant},steps={steps}"))
   c.train.update(ema_decay=ema_decay, log_every=10, eval_every=10, checkpoint_every=10)
