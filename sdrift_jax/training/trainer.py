@@ -96,7 +96,7 @@ class Trainer:
     self.graphdef, _ = nnx.split(model)
     self.mesh, self.batch_spec = mesh_lib.make_mesh(config.get("parallel"), problem.groups,
                                                     self.batch)
-    self._chunks = {}
+    self._compiled = {}  # the jitted functions, built once and reused by every run
 
   def device_table(self):
     """The problem's data table as ``(rows, counts)`` device arrays placed on this
@@ -118,7 +118,9 @@ class Trainer:
       params = nnx.split(model)[1]
       # The EMA starts at the initial parameters (no debiasing), as the reference's does.
       return params, self.tx.init(params), (params if self.ema_decay else None)
-    params, opt_state, ema = jax.jit(jax.vmap(one))(self.seed_keys())
+    if "init" not in self._compiled:
+      self._compiled["init"] = jax.jit(jax.vmap(one))
+    params, opt_state, ema = self._compiled["init"](self.seed_keys())
     state = TrainState(params, opt_state, jnp.zeros((), jnp.int32), ema)
     if self.mesh is not None:  # the whole state replicated on every device
       state = jax.device_put(state, mesh_lib.replicated(self.mesh))
@@ -188,9 +190,9 @@ class Trainer:
     argument of the compiled function, not a constant baked into it, so it keeps its
     sharding and is not copied per call.
     """
-    if length not in self._chunks:
-      self._chunks[length] = jax.jit(self._chunk_fn(length), donate_argnums=0)
-    jitted = self._chunks[length]
+    if length not in self._compiled:
+      self._compiled[length] = jax.jit(self._chunk_fn(length), donate_argnums=0)
+    jitted = self._compiled[length]
     return lambda state, seed_keys, tau: jitted(state, seed_keys, self.device_table(), tau)
 
   def _chunk_fn(self, length: int):
@@ -213,18 +215,18 @@ class Trainer:
 
   def make_sampler(self):
     """Jitted ``(params [S], eps [G, n, noise]) -> samples [S, G, n, dim]``."""
-    if "sampler" not in self._chunks:
-      self._chunks["sampler"] = jax.jit(jax.vmap(self.generate_groups, in_axes=(0, None)))
-    return self._chunks["sampler"]
+    if "sampler" not in self._compiled:
+      self._compiled["sampler"] = jax.jit(jax.vmap(self.generate_groups, in_axes=(0, None)))
+    return self._compiled["sampler"]
 
   def make_diagnostics(self):
     """Jitted ``(x [S, G, n, dim], y [G, n, dim], tau) -> [S, 2]``: the largest marginal
     error over groups of the positive and negative couplings."""
-    if "diagnostics" not in self._chunks:
+    if "diagnostics" not in self._compiled:
       per_group = jax.vmap(self.objective.marginal_errors, in_axes=(0, 0, None))
-      self._chunks["diagnostics"] = jax.jit(jax.vmap(
+      self._compiled["diagnostics"] = jax.jit(jax.vmap(
           lambda x, y, tau: jnp.max(per_group(x, y, tau), axis=0), in_axes=(0, None, None)))
-    return self._chunks["diagnostics"]
+    return self._compiled["diagnostics"]
 
   def evaluate(self, params, eval_eps, tau, raw_params=None) -> tuple[dict, np.ndarray]:
     """Runs the evaluators (the defaults and the problem's) on samples of ``params``.
