@@ -164,12 +164,14 @@ def run_sweep(config, workdir: str, *, axes: Sequence[Axis],
   if config.drift.mask_self and any(s.drift.normalization == "sinkhorn" for s in subs):
     log.info("drift.mask_self applies to the one- and two-sided baselines; the Sinkhorn "
              "drift is trained unmasked")
+  t_start = time.perf_counter()
+  # Before anything is written: what prepare refuses (missing data, a device layout that
+  # cannot work) leaves no workdir behind.
+  context = prepare(config, workdir) if prepare else None
   os.makedirs(workdir, exist_ok=True)
   if jax.process_index() == 0:
     workdir_lib.atomic_write(os.path.join(workdir, "sweep_config.json"),
                              config.to_json(indent=2, sort_keys=True))
-  t_start = time.perf_counter()
-  context = prepare(config, workdir) if prepare else None
   results = []
   for i, (setting, sub) in enumerate(zip(grid, subs)):
     log.info("%s %d/%d: %s", config.experiment, i + 1, len(grid),
