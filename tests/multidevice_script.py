@@ -1,4 +1,4 @@
-"""Run by tests/test_multidevice.py in a fresh process with 8 fake CPU devices.
+"""Run by tests/test_training_mesh.py in a fresh process with 8 fake CPU devices.
 
 Trains a few steps on one device and on an 8-device mesh (both coupling scopes) and
 prints the largest parameter and loss differences as JSON.
@@ -14,7 +14,8 @@ import numpy as np  # noqa: E402
 
 sys.path.insert(0, sys.argv[1])
 from configs import latents as latents_config  # noqa: E402
-from sdrift_jax import train  # noqa: E402
+from sdrift_jax import training as train  # noqa: E402
+from sdrift_jax.training import problem as problem_lib  # noqa: E402
 
 
 def problem(groups):
@@ -36,9 +37,10 @@ def run(groups, parallel, steps=3):
   state = trainer.init()
   chunk = trainer.make_chunk(1)
   keys = trainer.seed_keys()
+  tau = trainer.objective.tau_array()
   losses = []
   for _ in range(steps):  # one step per call, blocked on (2-core collective aborts otherwise)
-    state, ms = chunk(state, keys)
+    state, ms = chunk(state, keys, tau)
     jax.block_until_ready(state)
     losses.append(np.asarray(ms["loss"]))
   leaves = [np.asarray(x) for x in jax.tree_util.tree_leaves(state.params)]
@@ -63,7 +65,7 @@ trainer = train.Trainer(latents_config.get_config("smoke,coupling=global,devices
                         train.class_conditional_problem(
                             [np.zeros((4000, 4), np.float32)], [np.zeros((20, 4), np.float32)]))
 table = trainer.device_table()
-hlo = jax.jit(lambda k, t: train.sample_from_table(k, 16, t)).lower(
+hlo = jax.jit(lambda k, t: problem_lib.sample_from_table(k, 16, t)).lower(
     jax.random.key(0), table).compile().as_text()
 out["table_sampling"] = dict(
     shard_shape=list(table[0].addressable_shards[0].data.shape),

@@ -1,11 +1,11 @@
-"""Run by tests/test_multidevice.py: one training process, or one of two localhost processes.
+"""Run by tests/test_training_mesh.py: one training process, or one of two localhost processes.
 
     python tests/multihost_script.py ROOT OUT single
     python tests/multihost_script.py ROOT OUT worker PROCESS_ID PORT
 
 Workers join a 2-process job through ``jax.distributed.initialize`` (coordinator on
 localhost, gloo CPU collectives, 2 CPU devices each: a 4-device mesh) and run
-``train.train_generator`` (chunks of 2 steps, evaluation, orbax checkpoints, metrics) with
+``training.train_generator`` (chunks of 2 steps, evaluation, orbax checkpoints, metrics) with
 the classes sharded per group, then with the batch sharded globally, each in a workdir
 they share, ``OUT/<mode>_<scope>``. Each process writes its final parameters to
 ``OUT/params_<name>_<scope>.npz`` and prints how many training rows it read (its share of
@@ -25,7 +25,8 @@ if mode == "worker":
                              process_id=pid)
 sys.path.insert(0, root)
 from configs import latents as latents_config  # noqa: E402
-from sdrift_jax import train  # noqa: E402
+from sdrift_jax import training as train  # noqa: E402
+from sdrift_jax.training import problem as problem_lib  # noqa: E402
 
 rng = np.random.default_rng(0)
 per_class = [rng.normal(size=(100, 4)).astype(np.float32) + 3 * c for c in range(4)]

