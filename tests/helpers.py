@@ -1,6 +1,7 @@
 """What the training and experiment tests share: the repository root, configs by name,
 the command line, a child process holding a workdir lock, small problems, and checkpoint
 damage."""
+import functools
 import os
 import subprocess
 import sys
@@ -62,8 +63,18 @@ def toy_setting(config):
 
 
 def toy_problem(config):
+  """The toy problem of ``config``; one object per (target, seed, eval size), so that the
+  tests' runs share trainers and their compiled programs as a sweep's settings do
+  (:func:`sdrift_jax.training.shared_trainer`)."""
+  return _toy_problem(config.data.target, int(config.seed), int(config.eval.num_samples))
+
+
+@functools.lru_cache(maxsize=None)
+def _toy_problem(target, seed, num_samples):
   from experiments import toy  # pylint: disable=g-import-not-at-top
-  return toy.make_problem(config)
+  import ml_collections  # pylint: disable=g-import-not-at-top
+  return toy.make_problem(ml_collections.ConfigDict(dict(
+      data=dict(target=target), seed=seed, eval=dict(num_samples=num_samples))))
 
 
 def toy_config(ema_decay=0.0, steps=20, variant="smoke"):

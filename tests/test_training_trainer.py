@@ -163,7 +163,8 @@ def test_shared_trainer_is_reused_across_temperatures_only():
   other_lr = toy_config()
   other_lr.optim.learning_rate = 0.5
   assert training.shared_trainer(other_lr, problem) is not first
-  assert training.shared_trainer(c, toy_problem(c)) is not first  # another problem
+  from experiments import toy  # pylint: disable=g-import-not-at-top
+  assert training.shared_trainer(c, toy.make_problem(c)) is not first  # another problem
 
 
 def test_chunk_takes_tau_per_call_without_recompiling():
