@@ -103,6 +103,7 @@ def _fit(epochs, checkpoint_dir=None):
   return jax.tree.leaves(params)
 
 
+@pytest.mark.heavy  # four CNN fits
 def test_interrupted_fit_resumes_after_its_last_epoch(tmp_path, caplog):
   reference = _fit(3)
   _fit(1, str(tmp_path / "progress"))  # interrupted after epoch 1

@@ -143,6 +143,7 @@ def test_without_ema_the_checkpoint_layout_is_unchanged(tmp_path):
 # Guided training ------------------------------------------------------------------------
 
 
+@pytest.mark.heavy  # three guided runs end to end
 def test_guided_training_runs_resumes_and_samples_at_eval_omega(tmp_path):
   problem = table_problem()
   c = guided_config()

@@ -83,6 +83,7 @@ def test_longer_cosine_run_is_refused_unless_decay_steps_keeps_the_horizon(tmp_p
     run_files.write_config(cosine_config(40, decay_steps=30), str(tmp_path))
 
 
+@pytest.mark.heavy  # three runs end to end
 def test_extended_cosine_run_keeps_the_first_runs_schedule(tmp_path):
   first, extended = cosine_config(20), cosine_config(40, decay_steps=20)
   lr = first.optim.learning_rate

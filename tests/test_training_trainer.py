@@ -172,8 +172,18 @@ def test_chunk_takes_tau_per_call_without_recompiling():
   trainer = training.Trainer(c, toy_problem(c))
   chunk, keys = trainer.make_chunk(2), trainer.seed_keys()
   a, _ = chunk(trainer.init(), keys, trainer.objective.tau_array(0.1))
-  b, _ = chunk(trainer.init(), keys, trainer.objective.tau_array(0.5))
-  assert trainer._chunks[2]._cache_size() == 1
+  compiles = []
+
+  def listener(event, duration, **_):
+    if event == "/jax/core/compile/backend_compile_duration":
+      compiles.append(duration)
+  jax.monitoring.register_event_duration_secs_listener(listener)
+  try:
+    b, _ = chunk(trainer.init(), keys, trainer.objective.tau_array(0.5))
+    jax.block_until_ready(b)
+  finally:
+    jax.monitoring.unregister_event_duration_listener(listener)
+  assert compiles == []  # another tau: the same compiled chunk (and init)
   assert max(float(np.max(np.abs(x - y)))
              for x, y in zip(jax.tree.leaves(a.params), jax.tree.leaves(b.params))) > 0
 
