@@ -32,7 +32,7 @@ def main():
   ]
   ae = models.ConvAutoencoder(6, rngs=r)
   g, p = nnx.split(ae)
-  loss = lambda p, x: mnist_models._ae_loss(nnx.merge(g, p), x, None)
+  loss = lambda p, x: mnist_models.ae_loss(nnx.merge(g, p), x, None)
   x = jnp.full((B, 28, 28, 1), 0.5)
   rows.append(("autoencoder, one jitted step", 1e3 * time_call(
       jax.jit(jax.value_and_grad(loss)), p, x, repeats=3)))

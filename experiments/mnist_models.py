@@ -91,12 +91,14 @@ def fit(model: nnx.Module, loss_fn, inputs, targets, *, epochs: int, batch_size:
   return graphdef, params
 
 
-def _ae_loss(model, x, _):
+def ae_loss(model, x, _):
+  """Binary cross-entropy of the autoencoder's reconstruction logits against ``x``."""
   logits = model(x)
   return jnp.mean(optax.sigmoid_binary_cross_entropy(logits, x))
 
 
-def _clf_loss(model, x, y):
+def classifier_loss(model, x, y):
+  """Softmax cross-entropy of the classifier's logits against the labels ``y``."""
   return jnp.mean(optax.softmax_cross_entropy_with_integer_labels(model(x), y))
 
 
@@ -148,7 +150,7 @@ def cached_model(kind: str, config, data, cache_dir: str):
       t0 = time.perf_counter()
       x = to_float(data.train_images)
       y = jnp.asarray(data.train_labels)
-      graphdef, params = fit(model, _ae_loss if kind == "autoencoder" else _clf_loss, x, y,
+      graphdef, params = fit(model, ae_loss if kind == "autoencoder" else classifier_loss, x, y,
                              epochs=int(settings.epochs), batch_size=int(settings.batch_size),
                              learning_rate=float(settings.learning_rate),
                              key=jax.random.key(int(config.seed) + 1), name=kind,

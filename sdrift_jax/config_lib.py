@@ -88,8 +88,17 @@ def _convert(value: str, like: Any) -> Any:
     return _number(value, like)
   if isinstance(like, (list, tuple)):
     parsed = _literal(value)
-    return tuple(parsed) if isinstance(parsed, (list, tuple)) else (parsed,)
+    parsed = tuple(parsed) if isinstance(parsed, (list, tuple)) else (parsed,)
+    if like and all(_is_number(v) for v in like) and not all(
+        _is_number(v) or (isinstance(v, (list, tuple)) and all(map(_is_number, v)))
+        for v in parsed):
+      raise ValueError("expected a number or a tuple of numbers")
+    return parsed
   return value
+
+
+def _is_number(v) -> bool:
+  return isinstance(v, (int, float)) and not isinstance(v, bool)
 
 
 def parse_float(key: str, value: str) -> float:

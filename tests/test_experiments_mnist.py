@@ -97,7 +97,7 @@ def _fit(epochs, checkpoint_dir=None):
   x = mnist_models.to_float(rng.integers(0, 256, (64, 28, 28), dtype=np.uint8))
   y = jnp.asarray(rng.integers(0, 10, 64))
   model = models.SmallCNN(rngs=nnx.Rngs(params=jax.random.key(0)))
-  _, params = mnist_models.fit(model, mnist_models._clf_loss, x, y, epochs=epochs,
+  _, params = mnist_models.fit(model, mnist_models.classifier_loss, x, y, epochs=epochs,
                                batch_size=32, learning_rate=1e-3, key=jax.random.key(1),
                                name="clf", checkpoint_dir=checkpoint_dir)
   return jax.tree.leaves(params)

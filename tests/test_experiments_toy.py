@@ -101,7 +101,7 @@ def test_toy_reference_sinkhorn_run_trains_unmasked(tmp_path, monkeypatch):
 def _compiles_of(fn):
   """``(fn(), number of XLA backend compilations while it ran)``, from empty caches."""
   jax.clear_caches()
-  trainer_lib._SHARED.clear()
+  trainer_lib.clear_shared_trainers()
   counts = []
 
   def listener(event, duration, **_):

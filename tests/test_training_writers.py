@@ -6,13 +6,11 @@ import struct
 
 import numpy as np
 import pytest
+from tensorboardX.proto import event_pb2
 
 from helpers import toy_config, toy_problem
 from sdrift_jax import training
 from sdrift_jax.training import writers
-
-pytest.importorskip("tensorboardX")
-from tensorboardX.proto import event_pb2  # noqa: E402
 
 
 def read_events(logdir):

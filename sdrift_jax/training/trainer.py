@@ -273,6 +273,11 @@ def _static_key(config) -> str:
   return json.dumps(d, sort_keys=True, default=str)
 
 
+def clear_shared_trainers() -> None:
+  """Forgets the trainers :func:`shared_trainer` keeps (and so their compiled programs)."""
+  _SHARED.clear()
+
+
 def shared_trainer(config, problem: Problem) -> Trainer:
   """The :class:`Trainer` of ``(config, problem)``, reused across calls whose configs
   differ in ``drift.tau`` (and ``sweep`` / ``logging``) only: the compiled step takes
