@@ -4,7 +4,9 @@ Runs ``drift_field`` with the default algorithm (``auto``; prints which one it p
 on N = M random points, reports the wall time of the jitted call (after a compile call)
 and the process's peak resident memory (CPU) or the device's peak bytes in use (GPU).
 With ``--check-rows K`` it also recomputes the drift of K random rows against the full
-clouds in float64 NumPy, blockwise, and prints the relative difference.
+clouds in float64 NumPy, blockwise, prints the relative difference and exits nonzero
+when it exceeds 1e-5. The 1-minute load average before and after is printed with the
+time (other processes on the machine inflate it).
 
     python -m benchmarks.blocked_memory --n 65536 --d 64 --T 3 --once
 """
@@ -12,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import time
 
@@ -20,8 +23,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from benchmarks.common import machine_description
-from sdrift_jax import DriftSpec
-from sdrift_jax import drift_field
+from sdrift_jax import DriftSpec, drift_field
 
 
 def _numpy_rows(x, y, rows, tau, T, block=2048):
@@ -66,6 +68,7 @@ def main(argv=None):
   y = jax.random.normal(ky, (n, d), jnp.float32) + 0.5
   tau = 0.05 * d
   algorithm = DriftSpec(T=T, algorithm=args.algorithm).resolve_algorithm(n, n, 4)
+  load_before = os.getloadavg()[0]
   fn = jax.jit(lambda x, y: drift_field(x, y, x, tau, T=T, algorithm=args.algorithm))
   t0 = time.perf_counter()
   v = jax.block_until_ready(fn(x, y))
@@ -80,6 +83,7 @@ def main(argv=None):
   peak = (stats or {}).get("peak_bytes_in_use") or resource.getrusage(
       resource.RUSAGE_SELF).ru_maxrss * 1024
   row = dict(N=n, d=d, T=T, algorithm=algorithm, seconds=wall,
+             ns_per_entry=1e9 * wall / (n * n), load_before_after=(load_before, os.getloadavg()[0]),
              first_call_seconds=first, peak_gib=peak / 2**30,
              dense_matrix_gib=n * n * 4 / 2**30, finite=bool(jnp.all(jnp.isfinite(v))),
              machine=machine_description())
@@ -90,6 +94,8 @@ def main(argv=None):
     got = np.asarray(v)[rows]
     row["check_rows_rel_diff"] = float(np.linalg.norm(got - expected) / np.linalg.norm(expected))
   print(json.dumps(row), flush=True)
+  if row.get("check_rows_rel_diff", 0.0) > 1e-5 or not row["finite"]:
+    raise SystemExit("blocked drift differs from float64 NumPy by more than 1e-5")
 
 
 if __name__ == "__main__":

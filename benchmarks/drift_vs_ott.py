@@ -1,7 +1,10 @@
 """Times ``drift_field`` (Sinkhorn) against ott-jax at equal half-iterations.
 
 Both sides compute the full drift (positive and negative problems, N = M, y_neg = x)
-from the same inputs; the output of each pair is compared before timing. At ``T = 1``
+from the same inputs; the output of each pair is compared before timing. The three
+contenders are timed interleaved (one call of each per round, medians over the rounds),
+so that load from other processes hits them alike; the load average is printed with the
+table. At ``T = 1``
 no Sinkhorn iteration runs, so the ott column is a row softmax of ott's cost matrix.
 Our drift is timed twice: the default (``algorithm='auto'``, the scaling domain) and the
 plain log domain (``algorithm='log'``). A last check runs the default at a tiny
@@ -14,13 +17,13 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
+import os
 import sys
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
-from benchmarks.common import machine_description, time_call
+from benchmarks.common import interleaved_medians, machine_description
 from sdrift_jax import drift_field
 from sdrift_jax.ott_reference import ott_drift_field
 
@@ -37,14 +40,13 @@ def run(sizes, dims, Ts, repeats):
     theirs = jax.jit(lambda x, y: ott_drift_field(x, y, x, tau, T))
     v, w = ours(x, y, tau), theirs(x, y)
     rel = float(jnp.linalg.norm(v - w) / jnp.linalg.norm(w))
-    t_ours = time_call(ours, x, y, tau, repeats=repeats)
-    t_log = time_call(plain, x, y, tau, repeats=repeats)
-    t_ott = time_call(theirs, x, y, repeats=repeats)
+    t_ours, t_log, t_ott = interleaved_medians(
+        [lambda: ours(x, y, tau), lambda: plain(x, y, tau), lambda: theirs(x, y)], repeats)
     # Tiny temperature: finite, and the same as the log domain.
     tiny = 1e-3 * 2.0 * d
     v_tiny, w_tiny = ours(x, y, tiny), plain(x, y, tiny)
     rel_tiny = float(jnp.linalg.norm(v_tiny - w_tiny) / jnp.linalg.norm(w_tiny))
-    row = dict(N=n, d=d, T=T, ours_ms=1e3 * t_ours, log_ms=1e3 * t_log, ott_ms=1e3 * t_ott,
+    row = dict(N=n, d=d, T=T, ns_per_entry=1e9 * t_ours / (n * n), ours_ms=1e3 * t_ours, log_ms=1e3 * t_log, ott_ms=1e3 * t_ott,
                ratio=t_ours / t_ott, rel_diff=rel, tiny_rel_diff=rel_tiny,
                finite=bool(jnp.all(jnp.isfinite(v)) and jnp.all(jnp.isfinite(v_tiny))))
     rows.append(row)
@@ -52,13 +54,15 @@ def run(sizes, dims, Ts, repeats):
   return rows
 
 
-def to_markdown(rows, command):
+def to_markdown(rows, command, loads):
   lines = [f"Machine: {machine_description()}", "", f"Command: `{command}`", "",
-           "| N = M | d | T | drift_field (ms) | log domain (ms) | ott-jax (ms) | ours / ott "
-           "| rel. diff of V vs ott | tiny tau: finite, rel. diff vs log |",
-           "|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
+           "Load average (1 min) before / after: " + " / ".join(f"{l:.1f}" for l in loads), "",
+           "| N = M | d | T | drift_field (ms) | ns / entry | log domain (ms) | ott-jax (ms) "
+           "| ours / ott | rel. diff of V vs ott | tiny tau: finite, rel. diff vs log |",
+           "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
   for r in rows:
-    lines.append(f"| {r['N']} | {r['d']} | {r['T']} | {r['ours_ms']:.2f} | {r['log_ms']:.2f} "
+    lines.append(f"| {r['N']} | {r['d']} | {r['T']} | {r['ours_ms']:.2f} "
+                 f"| {r['ns_per_entry']:.1f} | {r['log_ms']:.2f} "
                  f"| {r['ott_ms']:.2f} | {r['ratio']:.2f} | {r['rel_diff']:.1e} "
                  f"| {'yes' if r['finite'] else 'NO'}, {r['tiny_rel_diff']:.1e} |")
   return "\n".join(lines) + "\n"
@@ -69,15 +73,17 @@ def main(argv=None):
   parser.add_argument("--sizes", type=int, nargs="+", default=[256, 1024, 4096])
   parser.add_argument("--dims", type=int, nargs="+", default=[2, 64, 512])
   parser.add_argument("--Ts", type=int, nargs="+", default=[1, 5, 31])
-  parser.add_argument("--repeats", type=int, default=5)
+  parser.add_argument("--repeats", type=int, default=5, help="interleaved rounds")
   parser.add_argument("--out", default=None, help="markdown file for the table")
   args = parser.parse_args(argv)
+  loads = [os.getloadavg()[0]]
   rows = run(args.sizes, args.dims, args.Ts, args.repeats)
+  loads.append(os.getloadavg()[0])
   bad = [r for r in rows if r["rel_diff"] > 1e-5 or not r["finite"]]
-  table = to_markdown(rows, "python -m benchmarks.drift_vs_ott " + " ".join(argv or sys.argv[1:]))
+  table = to_markdown(rows, "python -m benchmarks.drift_vs_ott " + " ".join(argv or sys.argv[1:]),
+                      loads)
   print(table)
   if args.out:
-    import os
     os.makedirs(os.path.dirname(args.out) or ".", exist_ok=True)
     with open(args.out, "w") as f:
       f.write(table)

@@ -4,10 +4,13 @@ The dense paths hold a few ``N x M`` matrices (logits, kernel, coupling); at
 ``N = M = 65536`` one of them is 16 GiB in float32. Here the particles ``x`` are cut into
 row blocks and every half-step recomputes each block's costs from ``x`` and ``y``:
 
-* row half-step: per block, ``f = log a - logsumexp_j(L + g)`` (a ``lax.map``);
-* column half-step: a ``lax.scan`` over the blocks carrying a running (max, sum) per
-  column, the online form of ``logsumexp_i(L + f)``;
-* drift: per block, ``softmax_j(L + g) @ y``.
+* row half-step: per block of ``x``, ``f = log a - logsumexp_j(L + g)`` (a ``lax.map``);
+* column half-step: the same row step on the transposed problem, per block of ``y``,
+  ``g = log b - logsumexp_i(L^T + f)``: each tile is reduced along its contiguous axis
+  and no running state is carried (the online column reduction over row tiles, a
+  ``lax.scan`` carrying a (max, sum) pair per column, measured 2.6x slower per entry
+  than a row step at ``N = M = 32768``);
+* drift: per block of ``x``, ``E @ y / E 1`` with ``E = exp(L + g - max_j(L + g))``.
 
 It is the log-domain iteration of :mod:`sdrift_jax.sinkhorn` (same half-step count and
 order), so it matches the dense drift to float32 rounding, at the price of recomputing
@@ -44,8 +47,41 @@ def _tiles(x, log_a, block):
   return x, log_a, nb
 
 
+def _row_scalings(x, y, log_a, log_b_other, tau, cost, mask_diagonal, block):
+  """``log_a - logsumexp_j(-C(x, y) / tau + log_b_other)`` over row tiles of ``x``.
+
+  Args:
+    x: array of shape ``[N, d]``; its rows are tiled.
+    y: array of shape ``[M, d]``.
+    log_a: array of shape ``[N]``.
+    log_b_other: array of shape ``[M]``, the other side's current log-scaling.
+    tau: temperature (scalar array).
+    cost: canonical cost name.
+    mask_diagonal: ``L[i, i] = -inf`` (``y`` is ``x``; symmetric, so the transposed
+      problem masks the same entries).
+    block: rows per tile (static).
+
+  Returns:
+    Array of shape ``[N]``.
+  """
+  n, m = x.shape[0], y.shape[0]
+  xt, lat, nb = _tiles(x, log_a, block)
+  starts = jnp.arange(nb) * block
+  cols = jnp.arange(m)
+
+  def one(t):
+    start, la, xb = t
+    L = -costs_lib.pairwise_cost(xb, y, cost) / tau + log_b_other
+    if mask_diagonal:
+      rows = start + jnp.arange(block)
+      L = jnp.where(rows[:, None] == cols[None, :], -jnp.inf, L)
+    return la - logsumexp(L, axis=1)
+
+  return jax.lax.map(one, (starts, lat, xt)).reshape(-1)[:n]
+
+
 def barycentric_map(x, y, log_a, log_b, tau, T: int, cost: str, mask_diagonal: bool,
-                    block: int) -> jax.Array:
+                    block: int, with_col_error: bool = True) -> jax.Array:
   """``P @ y`` for the row-normalized coupling after ``T`` half-steps, blockwise.
 
   Args:
@@ -57,55 +93,41 @@ def barycentric_map(x, y, log_a, log_b, tau, T: int, cost: str, mask_diagonal: b
     T: half-iterations (static).
     cost: canonical cost name.
     mask_diagonal: set ``L[i, i] = -inf`` (``y`` is ``x``; the self-mask).
-    block: rows per tile (static).
+    block: rows per tile of ``x`` (static); the column half-step tiles ``y`` into
+      tiles of the same number of entries.
+    with_col_error: also compute the column error (one more product per tile); else it
+      is returned as zero.
 
   Returns:
     ``(P @ y, column_error)``: an array of shape ``[N, d]`` and the L1 error of the column
     marginal of ``a_i P[i, j]`` against ``b`` (both normalized to mass one).
   """
   n, m = x.shape[0], y.shape[0]
-  xt, lat, nb = _tiles(x, log_a, block)
-  starts = jnp.arange(nb) * block
-  cols = jnp.arange(m)
-
-  def logits(start, xb):
-    L = -costs_lib.pairwise_cost(xb, y, cost) / tau
-    if mask_diagonal:
-      rows = start + jnp.arange(block)
-      L = jnp.where(rows[:, None] == cols[None, :], -jnp.inf, L)
-    return L
-
-  def row_step(g):
-    return jax.lax.map(lambda t: t[1] - logsumexp(logits(t[0], t[2]) + g, axis=1),
-                       (starts, lat, xt))
-
-  def col_step(f):
-    def accumulate(carry, t):
-      run_max, run_sum = carry
-      start, fb, xb = t
-      Z = logits(start, xb) + fb[:, None]
-      new_max = jnp.maximum(run_max, jnp.max(Z, axis=0))
-      shift = jnp.where(jnp.isfinite(new_max), new_max, 0.0)
-      run_sum = run_sum * jnp.exp(run_max - shift) + jnp.sum(jnp.exp(Z - shift), axis=0)
-      return (new_max, run_sum), None
-
-    init = (jnp.full((m,), -jnp.inf, x.dtype), jnp.zeros((m,), x.dtype))
-    (run_max, run_sum), _ = jax.lax.scan(accumulate, init, (starts, f, xt))
-    return log_b - (jnp.where(jnp.isfinite(run_max), run_max, 0.0) + jnp.log(run_sum))
+  col_block = block_rows(m, n, block * m)
 
   def full_iteration(_, g):
-    return col_step(row_step(g))
+    f = _row_scalings(x, y, log_a, g, tau, cost, mask_diagonal, block)
+    return _row_scalings(y, x, log_b, f, tau, cost, mask_diagonal, col_block)
 
   g = jax.lax.fori_loop(0, T // 2, full_iteration, log_b)
 
+  xt, lat, nb = _tiles(x, log_a, block)
+  starts = jnp.arange(nb) * block
+  cols = jnp.arange(m)
   a_tiles = jnp.exp(lat - logsumexp(log_a))  # padded rows: zero
 
   def drift_block(col_mass, t):
     start, ab, xb = t
-    P = jax.nn.softmax(logits(start, xb) + g, axis=1)
-    col_mass = col_mass + jnp.matmul(ab, P, precision=_HI)
-    return col_mass, jnp.matmul(P, y, precision=_HI)
+    L = -costs_lib.pairwise_cost(xb, y, cost) / tau + g
+    if mask_diagonal:
+      rows = start + jnp.arange(block)
+      L = jnp.where(rows[:, None] == cols[None, :], -jnp.inf, L)
+    E = jnp.exp(L - jnp.max(L, axis=1, keepdims=True))
+    mass = jnp.sum(E, axis=1)
+    if with_col_error:
+      col_mass = col_mass + jnp.matmul(ab / mass, E, precision=_HI)
+    return col_mass, jnp.matmul(E, y, precision=_HI) / mass[:, None]
 
   col_mass, out = jax.lax.scan(drift_block, jnp.zeros((m,), x.dtype), (starts, a_tiles, xt))
   col_error = jnp.sum(jnp.abs(col_mass - jnp.exp(log_b - logsumexp(log_b))))
-  return out.reshape(nb * block, -1)[:n], col_error
+  return out.reshape(nb * block, -1)[:n], jnp.where(with_col_error, col_error, 0.0)

@@ -106,7 +106,8 @@ def _blocked_temperature(x, y_pos, y_neg, tau, a, bp, bn, *, T, normalization, c
                          mask_self, with_info):
   T = T if normalization == "sinkhorn" else 1
   block = blocked.block_rows(x.shape[0], max(y_pos.shape[0], y_neg.shape[0]))
-  parts = [blocked.barycentric_map(x, y, jnp.log(a), jnp.log(b), tau, T, cost, mask, block)
+  parts = [blocked.barycentric_map(x, y, jnp.log(a), jnp.log(b), tau, T, cost, mask, block,
+                                   with_col_error=with_info)
            for y, b, mask in ((y_pos, bp, False), (y_neg, bn, mask_self))]
   V = parts[0][0] - parts[1][0]
   if not with_info:
@@ -114,8 +115,36 @@ def _blocked_temperature(x, y_pos, y_neg, tau, a, bp, bn, *, T, normalization, c
   return V, parts[0][1], parts[1][1]
 
 
+def _one_sided(logits, log_b):
+  # With uniform weights (log_b None) the constant shift is left out: softmax ignores it,
+  # and the extra add measured 15-30 % of the one-sided drift at N = M = 1024 on CPU.
+  return _row_softmax(logits if log_b is None else logits + log_b[None, :])
+
+
+def _scaling_barycenters(logits_pos, logits_neg, y_pos, y_neg, a, bp, bn, *, T, uniform,
+                         with_info):
+  """``V`` from the scaling domain without forming the Sinkhorn couplings (two fewer
+  passes over each ``N x M`` matrix than coupling-then-product), with the column errors
+  if asked. ``uniform``: ``(uniform b_pos, uniform b_neg)``, static."""
+  if T == 1:
+    W_pos = _one_sided(logits_pos, None if uniform[0] else jnp.log(bp))
+    W_neg = _one_sided(logits_neg, None if uniform[1] else jnp.log(bn))
+    V = jnp.matmul(W_pos, y_pos, precision=_HI) - jnp.matmul(W_neg, y_neg, precision=_HI)
+    if not with_info:
+      return V, None, None
+    return V, _column_error(W_pos, a, bp), _column_error(W_neg, a, bn)
+  log_a = jnp.log(a)
+  Py_pos, col_pos = stabilized.barycentric_map(logits_pos, log_a, jnp.log(bp), y_pos, T,
+                                               with_col_mass=with_info)
+  Py_neg, col_neg = stabilized.barycentric_map(logits_neg, log_a, jnp.log(bn), y_neg, T,
+                                               with_col_mass=with_info)
+  if not with_info:
+    return Py_pos - Py_neg, None, None
+  return (Py_pos - Py_neg, jnp.sum(jnp.abs(col_pos - bp)), jnp.sum(jnp.abs(col_neg - bn)))
+
+
 def _single_temperature(x, y_pos, y_neg, tau, a, bp, bn, *, T, normalization, cost,
-                        mask_self, with_info, algorithm):
+                        mask_self, with_info, algorithm, uniform=(False, False)):
   if algorithm == "blocked":
     return _blocked_temperature(x, y_pos, y_neg, tau, a, bp, bn, T=T,
                                 normalization=normalization, cost=cost,
@@ -125,6 +154,10 @@ def _single_temperature(x, y_pos, y_neg, tau, a, bp, bn, *, T, normalization, co
   if mask_self:
     n = x.shape[0]
     logits_neg = jnp.where(jnp.eye(n, dtype=bool), -jnp.inf, logits_neg)
+  if algorithm == "scaling" and normalization in ("sinkhorn", "one_sided"):
+    return _scaling_barycenters(logits_pos, logits_neg, y_pos, y_neg, a, bp, bn,
+                                T=T if normalization == "sinkhorn" else 1,
+                                uniform=uniform, with_info=with_info)
   W_pos, W_neg = _couplings(logits_pos, logits_neg, jnp.log(a), jnp.log(bp), jnp.log(bn),
                             normalization, T, algorithm)
   V = jnp.matmul(W_pos, y_pos, precision=_HI) - jnp.matmul(W_neg, y_neg, precision=_HI)
@@ -176,12 +209,13 @@ def _drift_impl(x, y_pos, y_neg, taus, a, bp, bn, *, T, normalization, cost, mas
   dtype = x.dtype
   if relative_tau:
     taus = taus * jax.lax.stop_gradient(mean_cost(x, y_pos, y_neg, cost, mask_self))
+  uniform = (bp is None, bn is None)
   a = _uniform_or_normalized(a, x.shape[0], dtype)
   bp = _uniform_or_normalized(bp, y_pos.shape[0], dtype)
   bn = _uniform_or_normalized(bn, y_neg.shape[0], dtype)
   one = functools.partial(_single_temperature, x, y_pos, y_neg, a=a, bp=bp, bn=bn, T=T,
                           normalization=normalization, cost=cost, mask_self=mask_self,
-                          with_info=with_info, algorithm=algorithm)
+                          with_info=with_info, algorithm=algorithm, uniform=uniform)
   taus = taus.astype(dtype)
   if not multi_tau:
     V, err_pos, err_neg = one(taus[0])

@@ -1,7 +1,6 @@
 """Figures (matplotlib, no display needed)."""
 from __future__ import annotations
 
-import os
 from typing import Sequence
 
 import numpy as np

@@ -1,0 +1,171 @@
+"""The fast drift paths against the plain log domain and float64 NumPy.
+
+Fast paths: the scaling-domain barycentric map that never forms the coupling
+(``stabilized.barycentric_map``, what ``drift_field`` runs by default), the one-sided
+drift without the uniform-weight shift, and the blocked mode whose column half-step is a
+row step on the transposed problem. Tiny temperatures included.
+"""
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import numpy_reference as ref
+from conftest import clouds
+from sdrift_jax import blocked, drift_field, drift_field_with_info, stabilized
+from sdrift_jax import costs as costs_lib
+from sdrift_jax import drift as drift_lib
+
+
+def rel_err(a, b):
+  a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+  return np.linalg.norm(a - b) / max(np.linalg.norm(b), 1e-30)
+
+
+def _problem(seed, n, m, d, tau_rel, cost="sqeuclidean"):
+  x, y, _ = clouds(seed, n=n, m=m, d=d, scale=1.5)
+  tau = tau_rel * float(np.median(ref.cost(x, y, cost)))
+  logits = -costs_lib.pairwise_cost(jnp.asarray(x), jnp.asarray(y), cost) / tau
+  log_a = jnp.full((n,), -np.log(n), jnp.float32)
+  log_b = jnp.full((m,), -np.log(m), jnp.float32)
+  return x, y, tau, logits, log_a, log_b
+
+
+def _float64_barycenter(logits, y, T):
+  n, m = logits.shape
+  L64 = np.asarray(logits, np.float64)
+  a64, b64 = np.full(n, 1 / n), np.full(m, 1 / m)
+  P64, _ = ref.log_couplings(L64, L64, a64, b64, b64, "sinkhorn", T)
+  return P64 @ y.astype(np.float64), a64 @ P64
+
+
+@pytest.mark.parametrize("n,m,d,tau_rel", [(64, 50, 2, 0.05), (64, 50, 2, 1e-3),
+                                           (40, 70, 16, 1e-3), (48, 48, 64, 0.5),
+                                           (64, 50, 2, 1e-4)])
+@pytest.mark.parametrize("T", [1, 2, 9, 41])
+def test_barycentric_map_equals_coupling_product(n, m, d, tau_rel, T):
+  x, y, tau, logits, log_a, log_b = _problem(n + d, n, m, d, tau_rel)
+  Py, col = stabilized.barycentric_map(logits, log_a, log_b, jnp.asarray(y), T,
+                                       with_col_mass=True)
+  plain = np.asarray(drift_lib._sinkhorn_coupling(logits, log_a, log_b, T, "log"))
+  assert np.all(np.isfinite(Py)) and np.all(np.isfinite(col))
+  tiny = tau_rel < 0.01  # the coupling's float32 rounding grows like 1 / tau
+  assert rel_err(Py, plain @ y) < (5e-5 if tiny else 1e-6)
+  np.testing.assert_allclose(col, np.exp(log_a) @ plain, atol=2e-5 if tiny else 1e-6)
+  v64, col64 = _float64_barycenter(logits, y, T)
+  assert rel_err(Py, v64) <= max(2 * rel_err(plain @ y, v64), 5e-5 if tau_rel < 1e-3 else 1e-5)
+  col_plain_err = np.max(np.abs(np.exp(log_a) @ plain - col64))
+  assert np.max(np.abs(col - col64)) <= max(2 * col_plain_err, 2e-6)
+
+
+@pytest.mark.parametrize("T", [2, 5, 41])
+def test_barycentric_map_under_forced_absorption(T):
+  x, y, _, logits, log_a, log_b = _problem(3, 50, 40, 2, 0.02)
+  plain = np.asarray(drift_lib._sinkhorn_coupling(logits, log_a, log_b, T, "log")) @ y
+  for bound, exact_sum in ((2.0, 1e-30), (2.0, np.inf), (1e30, 1e-30)):
+    Py, _ = stabilized.barycentric_map(logits, log_a, log_b, jnp.asarray(y), T,
+                                       bound=bound, exact_sum=exact_sum)
+    assert rel_err(Py, plain) < 3e-6, (bound, exact_sum)
+
+
+def test_barycentric_map_row_fallback(monkeypatch):
+  # Every row counted as "no mass" sends the drift through the softmax from the logits.
+  x, y, _, logits, log_a, log_b = _problem(4, 30, 20, 2, 1e-3)
+  monkeypatch.setattr(stabilized, "_TINY_MASS", np.inf)
+  fn = jax.jit(lambda l: stabilized.barycentric_map(l, log_a, log_b, jnp.asarray(y), 9,
+                                                    with_col_mass=True))
+  Py, col = fn(logits)
+  plain = np.asarray(drift_lib._sinkhorn_coupling(logits, log_a, log_b, 9, "log"))
+  assert rel_err(Py, plain @ y) < 5e-5  # tiny tau: float32 rounding of g, amplified
+  np.testing.assert_allclose(col, np.exp(log_a) @ plain, atol=2e-5)
+  v64, _ = _float64_barycenter(logits, y, 9)
+  assert rel_err(Py, v64) <= max(2 * rel_err(plain @ y, v64), 5e-5)
+
+
+def test_barycentric_map_vmap_and_derivatives():
+  x, y, _, logits, log_a, log_b = _problem(5, 24, 18, 2, 0.05)
+  ys = jnp.stack([jnp.asarray(y), jnp.asarray(y) + 1.0])
+  batched = jax.vmap(lambda yy: stabilized.barycentric_map(logits, log_a, log_b, yy, 7)[0])(ys)
+  for k in range(2):
+    single = stabilized.barycentric_map(logits, log_a, log_b, ys[k], 7)[0]
+    np.testing.assert_allclose(batched[k], single, rtol=1e-6, atol=1e-6)
+
+  def loss(fast):
+    def fn(l):
+      if fast:
+        Py, _ = stabilized.barycentric_map(l, log_a, log_b, jnp.asarray(y), 7)
+      else:
+        Py = drift_lib._sinkhorn_coupling(l, log_a, log_b, 7, "log") @ jnp.asarray(y)
+      return jnp.sum(Py ** 2)
+    return fn
+
+  np.testing.assert_allclose(jax.grad(loss(True))(logits), jax.grad(loss(False))(logits),
+                             rtol=1e-5, atol=1e-7)
+
+
+@pytest.mark.parametrize("normalization,T,mask_self", [
+    ("one_sided", 1, False), ("one_sided", 1, True), ("sinkhorn", 1, False),
+    ("sinkhorn", 41, False), ("sinkhorn", 8, True)])
+@pytest.mark.parametrize("tau_rel", [1e-4, 1e-2, 1.0])
+def test_default_drift_equals_log_domain_and_float64(normalization, T, mask_self, tau_rel):
+  x, y_pos, y_neg = clouds(11, n=50, m=36, d=3)
+  y_neg = None if mask_self else y_neg
+  tau = tau_rel * float(np.median(ref.cost(x, y_pos, "sqeuclidean")))
+  kw = dict(T=T, normalization=normalization, mask_self=mask_self)
+  fast = drift_field_with_info(x, y_pos, y_neg, tau, **kw)
+  plain = drift_field_with_info(x, y_pos, y_neg, tau, algorithm="log", **kw)
+  assert np.all(np.isfinite(fast.drift))
+  assert rel_err(fast.drift, plain.drift) < (5e-5 if tau_rel < 1e-3 else 2e-6)
+  np.testing.assert_allclose(fast.marginal_error_pos, plain.marginal_error_pos, atol=2e-6)
+  np.testing.assert_allclose(fast.marginal_error_neg, plain.marginal_error_neg, atol=2e-6)
+  expected = ref.drift(x, y_pos, y_neg, tau, T, normalization, "sqeuclidean",
+                       mask_self=mask_self)
+  assert rel_err(fast.drift, expected) < (1e-3 if tau_rel < 1e-3 else 1e-5)
+
+
+def test_one_sided_with_weights_keeps_the_column_weights():
+  # Non-uniform column weights must still enter the one-sided softmax; uniform ones given
+  # explicitly must match the implicit uniform weights.
+  x, y_pos, y_neg = clouds(12, n=30, m=25, d=2)
+  w = np.linspace(0.5, 2.0, len(y_pos)).astype(np.float32)
+  tau = 0.5
+  got = drift_field(x, y_pos, y_neg, tau, normalization="one_sided", weights_pos=w)
+  plain = drift_field(x, y_pos, y_neg, tau, normalization="one_sided", weights_pos=w,
+                      algorithm="log")
+  assert rel_err(got, plain) < 1e-6
+  ones = np.ones(len(y_pos), np.float32)
+  np.testing.assert_allclose(
+      drift_field(x, y_pos, y_neg, tau, normalization="one_sided", weights_pos=ones),
+      drift_field(x, y_pos, y_neg, tau, normalization="one_sided"), rtol=1e-5, atol=1e-6)
+  assert rel_err(got, drift_field(x, y_pos, y_neg, tau, normalization="one_sided")) > 1e-3
+
+
+@pytest.mark.parametrize("n,m,block,mask", [(46, 30, 7, False), (40, 40, 6, True),
+                                            (25, 61, 25, False), (33, 33, 1, True)])
+@pytest.mark.parametrize("tau_rel,T", [(1e-4, 9), (0.05, 41), (1.0, 2), (0.05, 1)])
+def test_blocked_transposed_column_step(n, m, block, mask, tau_rel, T):
+  rng = np.random.default_rng(n + m + block)
+  x = rng.normal(size=(n, 3)).astype(np.float32)
+  y = x if mask else (1.5 * rng.normal(size=(m, 3)) + 0.5).astype(np.float32)
+  tau = tau_rel * float(np.median(ref.cost(x, y, "sqeuclidean")))
+  log_a = jnp.full((n,), -np.log(n), jnp.float32)
+  log_b = jnp.full((len(y),), -np.log(len(y)), jnp.float32)
+  Py, col_err = blocked.barycentric_map(jnp.asarray(x), jnp.asarray(y), log_a, log_b,
+                                        jnp.float32(tau), T, "sqeuclidean", mask, block)
+  logits = -costs_lib.pairwise_cost(jnp.asarray(x), jnp.asarray(y)) / tau
+  if mask:
+    logits = jnp.where(jnp.eye(n, dtype=bool), -jnp.inf, logits)
+  P = np.asarray(drift_lib._sinkhorn_coupling(logits, log_a, log_b, T, "log"))
+  assert np.all(np.isfinite(Py))
+  assert rel_err(Py, P @ y) < (2e-4 if tau_rel < 1e-3 else 2e-6)
+  expected_err = np.sum(np.abs(np.exp(log_a) @ P - np.exp(log_b)))
+  np.testing.assert_allclose(col_err, expected_err, atol=2e-6)
+  C = ref.cost(x, y, "sqeuclidean")
+  if mask:
+    C[np.diag_indices(n)] = np.inf
+  v64, _ = _float64_barycenter(-C / tau, y, T)
+  assert rel_err(Py, v64) <= max(2 * rel_err(P @ y, v64), 1e-3 if tau_rel < 1e-3 else 1e-5)
+  _, zero = blocked.barycentric_map(jnp.asarray(x), jnp.asarray(y), log_a, log_b,
+                                    jnp.float32(tau), T, "sqeuclidean", mask, block,
+                                    with_col_error=False)
+  assert float(zero) == 0.0
