@@ -14,7 +14,8 @@ row blocks and every half-step recomputes each block's costs from ``x`` and ``y`
 
 It is the log-domain iteration of :mod:`sdrift_jax.sinkhorn` (same half-step count and
 order), so it matches the dense drift to float32 rounding, at the price of recomputing
-the costs (a matmul for ``d > 16``) in every half-step.
+the costs (a matmul for ``d > 16``) in every half-step. :func:`mean_cost`, the unit of a
+relative temperature, is summed over the same row tiles.
 """
 from __future__ import annotations
 
@@ -131,3 +132,32 @@ def barycentric_map(x, y, log_a, log_b, tau, T: int, cost: str, mask_diagonal: b
   col_mass, out = jax.lax.scan(drift_block, jnp.zeros((m,), x.dtype), (starts, a_tiles, xt))
   col_error = jnp.sum(jnp.abs(col_mass - jnp.exp(log_b - logsumexp(log_b))))
   return out.reshape(nb * block, -1)[:n], jnp.where(with_col_error, col_error, 0.0)
+
+
+def _summed_cost(x, y, cost, mask_diagonal):
+  """``sum_ij C(x_i, y_j)`` over row tiles (no ``N x M`` matrix beyond one tile)."""
+  n, m = x.shape[0], y.shape[0]
+  block = block_rows(n, m)
+  nb = -(-n // block)
+  pad = nb * block - n
+  xs = jnp.concatenate([x, jnp.zeros((pad, x.shape[1]), x.dtype)]).reshape(nb, block, -1)
+  rows = jnp.arange(nb * block).reshape(nb, block)
+
+  def tile(args):
+    xb, ib = args
+    c = costs_lib.pairwise_cost(xb, y, cost)
+    keep = (ib < n)[:, None]
+    if mask_diagonal:
+      keep = keep & (ib[:, None] != jnp.arange(m)[None, :])
+    return jnp.sum(jnp.where(keep, c, 0.0))
+
+  return jnp.sum(jax.lax.map(tile, (xs, rows)))
+
+
+def mean_cost(x, y_pos, y_neg, cost, mask_self):
+  """Mean cost over the pairs ``(x_i, y_pos_j)`` and ``(x_i, y_neg_j)``, self pairs left
+  out when ``mask_self``: the unit of a relative temperature."""
+  n = x.shape[0]
+  total = (_summed_cost(x, y_pos, cost, False) + _summed_cost(x, y_neg, cost, mask_self))
+  count = n * y_pos.shape[0] + n * y_neg.shape[0] - (n if mask_self else 0)
+  return total / count

@@ -172,35 +172,6 @@ def _uniform_or_normalized(w, n, dtype):
   return w.astype(dtype) / jnp.sum(w)
 
 
-def _summed_cost(x, y, cost, mask_diagonal):
-  """``sum_ij C(x_i, y_j)`` over row tiles (no ``N x M`` matrix beyond one tile)."""
-  n, m = x.shape[0], y.shape[0]
-  block = blocked.block_rows(n, m)
-  nb = -(-n // block)
-  pad = nb * block - n
-  xs = jnp.concatenate([x, jnp.zeros((pad, x.shape[1]), x.dtype)]).reshape(nb, block, -1)
-  rows = jnp.arange(nb * block).reshape(nb, block)
-
-  def tile(args):
-    xb, ib = args
-    c = costs_lib.pairwise_cost(xb, y, cost)
-    keep = (ib < n)[:, None]
-    if mask_diagonal:
-      keep = keep & (ib[:, None] != jnp.arange(m)[None, :])
-    return jnp.sum(jnp.where(keep, c, 0.0))
-
-  return jnp.sum(jax.lax.map(tile, (xs, rows)))
-
-
-def mean_cost(x, y_pos, y_neg, cost, mask_self):
-  """Mean cost over the pairs ``(x_i, y_pos_j)`` and ``(x_i, y_neg_j)``, self pairs left
-  out when ``mask_self``: the unit of a relative temperature."""
-  n = x.shape[0]
-  total = (_summed_cost(x, y_pos, cost, False) + _summed_cost(x, y_neg, cost, mask_self))
-  count = n * y_pos.shape[0] + n * y_neg.shape[0] - (n if mask_self else 0)
-  return total / count
-
-
 @functools.partial(jax.jit, static_argnames=("T", "normalization", "cost", "mask_self",
                                              "multi_tau", "with_info", "algorithm",
                                              "relative_tau"))
@@ -208,7 +179,7 @@ def _drift_impl(x, y_pos, y_neg, taus, a, bp, bn, *, T, normalization, cost, mas
                 multi_tau, with_info, algorithm="log", relative_tau=False):
   dtype = x.dtype
   if relative_tau:
-    taus = taus * jax.lax.stop_gradient(mean_cost(x, y_pos, y_neg, cost, mask_self))
+    taus = taus * jax.lax.stop_gradient(blocked.mean_cost(x, y_pos, y_neg, cost, mask_self))
   uniform = (bp is None, bn is None)
   a = _uniform_or_normalized(a, x.shape[0], dtype)
   bp = _uniform_or_normalized(bp, y_pos.shape[0], dtype)
