@@ -1,0 +1,64 @@
+#!/usr/bin/env bash
+# Mutation testing of the drift core with mutmut 3, one module per run, one worker.
+#
+# Usage (from the repository root, with mutmut installed: pip install 'mutmut>=3.8'):
+#   benchmarks/mutation.sh MODULE [GIT_REF]
+# MODULE is one of the names in TESTS below. With GIT_REF the tests are taken from that
+# commit instead of the working tree (how the "before" counts in docs/testing.md were
+# made). The library is always the working tree's. The run happens in a scratch copy
+# ($MUTATION_DIR/MODULE, default /tmp/sdrift_mutation/MODULE) holding its own setup.cfg
+# with the [mutmut] section, so the project needs no mutmut configuration; results stay
+# there: `cd $MUTATION_DIR/MODULE && mutmut results` lists the survivors and
+# `mutmut show NAME` prints one as a diff.
+set -euo pipefail
+
+module=$1
+ref=${2:-}
+root=$(git rev-parse --show-toplevel)
+work=${MUTATION_DIR:-/tmp/sdrift_mutation}/$module
+
+# The fast tests that cover each module (per-mutant cost is one process start, the JAX
+# import, and the compilations of the selected tests that reach the mutated function).
+# Pytest arguments separated by ';'.
+declare -A TESTS=(
+  [metrics]="tests/test_metrics.py"
+  [costs]="tests/test_costs.py;tests/test_validation.py"
+  [sinkhorn]="tests/test_sinkhorn.py;-k;not prop_3_1"
+  [drift]="tests/test_drift.py;tests/test_validation.py"
+  [stabilized]="tests/test_stabilized.py"
+  [blocked]="tests/test_blocked.py"
+  [loss]="tests/test_loss.py"
+  [feature_couplings]="tests/test_loss.py"
+)
+IFS=';' read -r -a selection <<< "${TESTS[$module]}"
+
+rm -rf "$work"
+mkdir -p "$work"
+tar -C "$root" --exclude=__pycache__ -cf - sdrift_jax tests pyproject.toml | tar -C "$work" -xf -
+if [[ -n "$ref" ]]; then
+  rm -rf "$work/tests"
+  git -C "$root" archive "$ref" tests | tar -C "$work" -xf -
+  cp "$root/tests/mutation_plugin.py" "$work/tests/"
+fi
+{
+  echo "[mutmut]"
+  echo "source_paths = sdrift_jax"
+  echo "only_mutate = sdrift_jax/$module.py"
+  echo "pytest_add_cli_args_test_selection ="
+  for arg in "${selection[@]}"; do echo "  $arg"; done
+  echo "pytest_add_cli_args ="
+  echo "  -p"
+  echo "  mutation_plugin"
+  # Fresh processes per mutant: forking a process that has run JAX would inherit its
+  # compiled (unmutated) functions and its XLA threads.
+  echo "process_isolation = forkserver"
+  echo "forkserver_warmup = none"
+} > "$work/setup.cfg"
+
+cd "$work"
+start=$(date +%s)
+nice -n 10 mutmut run --max-children 1 > run.log 2>&1 || true
+echo "wall time: $(( $(date +%s) - start )) s" | tee -a run.log
+mutmut results --all true > results.txt 2>&1 || mutmut results > results.txt 2>&1 || true
+tail -3 run.log
+grep -c ": survived" results.txt || true
