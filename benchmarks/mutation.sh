@@ -2,10 +2,11 @@
 # Mutation testing of the drift core with mutmut 3, one module per run, one worker.
 #
 # Usage (from the repository root, with mutmut installed: pip install 'mutmut>=3.8'):
-#   benchmarks/mutation.sh MODULE [GIT_REF]
-# MODULE is one of the names in TESTS below. With GIT_REF the tests are taken from that
-# commit instead of the working tree (how the "before" counts in docs/testing.md were
-# made). The library is always the working tree's. The run happens in a scratch copy
+#   benchmarks/mutation.sh MODULE [MUTANT_PATTERN ...]
+# MODULE is one of the names in TESTS below; patterns (mutmut's mutant names with '*',
+# e.g. 'sdrift_jax.drift.x__couplings*') restrict the run to some functions. With
+# MUTATION_REF=<commit> the tests are taken from that commit instead of the working tree
+# (how the "before" counts in docs/testing.md were made). The library is always the working tree's. The run happens in a scratch copy
 # ($MUTATION_DIR/MODULE, default /tmp/sdrift_mutation/MODULE) holding its own setup.cfg
 # with the [mutmut] section, so the project needs no mutmut configuration; results stay
 # there: `cd $MUTATION_DIR/MODULE && mutmut results` lists the survivors and
@@ -13,7 +14,8 @@
 set -euo pipefail
 
 module=$1
-ref=${2:-}
+shift
+ref=${MUTATION_REF:-}
 root=$(git rev-parse --show-toplevel)
 work=${MUTATION_DIR:-/tmp/sdrift_mutation}/$module
 
@@ -24,7 +26,8 @@ declare -A TESTS=(
   [metrics]="tests/test_metrics.py"
   [costs]="tests/test_costs.py;tests/test_validation.py"
   [sinkhorn]="tests/test_sinkhorn.py;-k;not prop_3_1"
-  [drift]="tests/test_drift.py;tests/test_validation.py"
+  # drift: a quick subset of tests/test_drift.py (the whole file runs ~5 min per mutant).
+  [drift]="tests/test_validation.py;tests/test_drift.py::test_matches_float64_numpy[sinkhorn-euclidean-True-True];tests/test_drift.py::test_matches_float64_numpy[two_sided-sqeuclidean-False-True];tests/test_drift.py::test_matches_float64_numpy[two_sided_joint-half_sqeuclidean-True-True];tests/test_drift.py::test_matches_float64_numpy[one_sided-sqeuclidean-True-False];tests/test_drift.py::test_marginal_errors_are_float64_column_errors;tests/test_drift.py::test_T1_and_one_sided_are_the_float64_row_softmax[True-euclidean];tests/test_drift.py::test_T_2k_plus_1_is_k_full_iterations_of_the_reference_code[2];tests/test_drift.py::test_positive_part_is_a_convex_combination_matching_float64;tests/test_drift.py::test_relative_tau_is_tau_times_the_float64_mean_cost;tests/test_stabilized.py::test_auto_picks_scaling_for_positive_weights_and_matches_float64;tests/test_blocked.py::test_auto_picks_blocked_when_the_dense_matrices_would_not_fit"
   [stabilized]="tests/test_stabilized.py"
   [blocked]="tests/test_blocked.py"
   [loss]="tests/test_loss.py"
@@ -57,8 +60,9 @@ fi
 
 cd "$work"
 start=$(date +%s)
-nice -n 10 mutmut run --max-children 1 > run.log 2>&1 || true
+nice -n 10 mutmut run --max-children 1 "$@" > run.log 2>&1 || true
 echo "wall time: $(( $(date +%s) - start )) s" | tee -a run.log
-mutmut results --all true > results.txt 2>&1 || mutmut results > results.txt 2>&1 || true
-tail -3 run.log
-grep -c ": survived" results.txt || true
+mutmut results --all true > results.txt 2>&1 || true
+# The last progress line: done/total, killed, ..., survived.
+tr '\r' '\n' < run.log | grep -E '^. [0-9]+/[0-9]+' | tail -1
+echo "survivors: $(grep -c ': survived' results.txt || true)"

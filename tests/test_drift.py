@@ -8,9 +8,15 @@ import pytest
 
 import numpy_reference as ref
 from conftest import clouds
-from sdrift_jax import NORMALIZATIONS, drift_field, drift_field_with_info
+from sdrift_jax import NORMALIZATIONS, blocked, drift_field, drift_field_with_info
 
 COSTS = ("sqeuclidean", "half_sqeuclidean", "euclidean")
+
+
+@pytest.fixture
+def small_tiles(monkeypatch):
+  # 7 rows per tile for 30 x 30 problems: several tiles and a padded last one.
+  monkeypatch.setattr(blocked, "TILE_ENTRIES", 7 * 30)
 
 
 def rel_err(a, b):
@@ -246,3 +252,21 @@ def test_gradient_matches_central_differences_in_float64(normalization, algorith
       fd[idx] = (float(fn(x + e)) - float(fn(x - e))) / (2 * h)
     assert np.abs(grad).max() > 0.1
     assert rel_err(grad, fd) < 1e-6
+
+
+@pytest.mark.parametrize("mask_self,algorithm", [(False, "log"), (True, "scaling"),
+                                                 (True, "blocked")])
+def test_relative_tau_is_tau_times_the_float64_mean_cost(small_tiles, mask_self,
+                                                         algorithm):
+  """relative_tau=True equals the float64 drift at tau * (mean cost over the pairs
+  (x, y_pos) and (x, y_neg), self pairs left out when masked). Row tiles of 7 (several
+  tiles, a padded last one) exercise the tiled sum; measured error ~2e-7 relative."""
+  x, y_pos, _ = clouds(19, n=30, m=22)
+  C_pos, C_neg = ref.cost(x, y_pos, "euclidean"), ref.cost(x, x, "euclidean")
+  n = len(x)
+  count = C_pos.size + C_neg.size - (n if mask_self else 0)
+  mean = (C_pos.sum() + C_neg.sum()) / count  # the diagonal of C_neg is zero
+  v = drift_field(x, y_pos, None, 0.1, T=9, cost="euclidean", mask_self=mask_self,
+                  relative_tau=True, algorithm=algorithm)
+  expected = ref.drift(x, y_pos, None, 0.1 * mean, 9, "sinkhorn", "euclidean", mask_self)
+  assert rel_err(v, expected) < 2e-6

@@ -89,5 +89,6 @@ def test_non_finite_gives_nan_and_bad_shapes_raise():
   assert np.isnan(metrics.w2_squared(y, x))
   with pytest.raises(ValueError, match="w2_squared needs"):
     metrics.w2_squared(x, np.ones((5, 3)))
-  with pytest.raises(ValueError, match="w2_squared needs"):
-    metrics.w2_squared(np.zeros(4), np.zeros(4))
+  for bad in ((np.zeros(4), np.zeros(4)), (x, np.zeros(4)), (np.zeros(4), x)):
+    with pytest.raises(ValueError, match="w2_squared needs"):
+      metrics.w2_squared(*bad)
