@@ -35,7 +35,9 @@ def test_blocked_equals_dense(small_tiles, normalization, T, cost, mask_self, ta
   np.testing.assert_allclose(got.marginal_error_neg, dense.marginal_error_neg, atol=1e-5)
   expected = ref.drift(x, y_pos, y_neg, tau, T, normalization, cost, mask_self=mask_self)
   err = np.linalg.norm(got.drift - expected) / np.linalg.norm(expected)
-  assert err < (1e-3 if tau_rel < 0.01 else 1e-5)
+  # Measured worst: 4.5e-6 at tau_rel = 1e-3 (float32 costs over a small tau), 3.3e-7
+  # above; the bounds are ~5x that.
+  assert err < (2e-5 if tau_rel < 0.01 else 2e-6)
 
 
 def test_blocked_with_weights_and_several_temperatures(small_tiles):

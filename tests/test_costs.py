@@ -33,10 +33,11 @@ def test_pairwise_cost_matches_float64(d):
 
 
 def test_zero_distance_is_exactly_zero_and_never_negative():
-  """The coordinate-sum path is exact at x = y; the matmul path is clipped at zero."""
+  """The coordinate-sum path (d <= 16, also at d = 16 exactly) is exact at x = y; the
+  matmul path is clipped at zero. 20 points: more rows than DIRECT_MAX_DIM."""
   rng = np.random.default_rng(0)
-  for d in (2, 40):
-    x = (10.0 * rng.normal(size=(6, d))).astype(np.float32)
+  for d in (2, 16, 40):
+    x = (10.0 * rng.normal(size=(20, d))).astype(np.float32)
     c = np.asarray(costs_lib.squared_distances(x, x))
     assert np.all(c >= 0)
     if d <= costs_lib.DIRECT_MAX_DIM:
@@ -53,3 +54,10 @@ def test_cost_names_and_aliases():
     costs_lib.canonical_cost("cosine")
   with pytest.raises(ValueError, match="cost must be a string"):
     costs_lib.canonical_cost(None)
+
+
+@pytest.mark.parametrize("d", [2, 40])
+def test_costs_keep_the_input_dtype(d):
+  x = np.ones((3, d), np.float16)
+  for name in costs_lib.COSTS:
+    assert costs_lib.pairwise_cost(x, 2 * x, name).dtype == np.float16
