@@ -61,3 +61,28 @@ def test_costs_keep_the_input_dtype(d):
   x = np.ones((3, d), np.float16)
   for name in costs_lib.COSTS:
     assert costs_lib.pairwise_cost(x, 2 * x, name).dtype == np.float16
+
+
+@pytest.mark.parametrize("d", [2, 16])
+def test_nearby_points_far_from_the_origin_stay_accurate_up_to_d_16(d):
+  """Up to d = 16 distances are summed from coordinate differences (20 points: more rows
+  than 16), accurate for nearby points at |x| ~ 1e3 where the matmul expansion
+  |x|^2 + |y|^2 - 2 x.y would lose everything to cancellation (rounding ~0.1 against
+  squared distances ~1e-4). Measured ~1e-7 relative; bound 1e-5."""
+  rng = np.random.default_rng(d)
+  x = (1e3 + 1e-2 * rng.normal(size=(20, d))).astype(np.float32)
+  y = (x[:15] + 1e-2 * rng.normal(size=(15, d))).astype(np.float32)
+  want = _float64_costs(x, y)["sqeuclidean"]
+  np.testing.assert_allclose(costs_lib.pairwise_cost(x, y), want, rtol=1e-5)
+
+
+def test_small_distances_in_high_dimension_are_not_clipped():
+  """The matmul path clips rounding below zero, nothing else: squared distances ~0.2
+  at d = 40 (scale of the rounding, ~1e-7 (|x|^2 + |y|^2) ~ 1e-8, is far below)."""
+  rng = np.random.default_rng(1)
+  x = (0.05 * rng.normal(size=(12, 40))).astype(np.float32)
+  y = (0.05 * rng.normal(size=(10, 40))).astype(np.float32)
+  want = _float64_costs(x, y)["sqeuclidean"]
+  assert want.max() < 1.0
+  np.testing.assert_allclose(costs_lib.pairwise_cost(x, y, "sqeuclidean"), want,
+                             rtol=1e-5, atol=1e-7)
