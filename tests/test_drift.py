@@ -271,3 +271,30 @@ def test_relative_tau_is_tau_times_the_float64_mean_cost(small_tiles, mask_self,
                   relative_tau=True, algorithm=algorithm)
   expected = ref.drift(x, y_pos, None, 0.1 * mean, 9, "sinkhorn", "euclidean", mask_self)
   assert rel_err(v, expected) < 2e-6
+
+
+def test_float32_inputs_stay_float32_with_x64_enabled():
+  """With x64 on, default float arrays are float64: the uniform weights must still follow
+  the inputs' float32, or they would promote the drift and its diagnostics."""
+  with jax.enable_x64(True):
+    x, y_pos, y_neg = clouds(14)
+    info = drift_field_with_info(x, y_pos, y_neg, 0.5, T=5, algorithm="log")
+    assert info.drift.dtype == jnp.float32
+    assert info.marginal_error_pos.dtype == jnp.float32
+
+
+@pytest.mark.xfail(strict=True, raises=TypeError,
+                   reason="drift._uniform_or_normalized divides by jnp.sum(w) in the "
+                   "weights' own dtype, so float64 weights stay float64 and the log-domain "
+                   "fori_loop carry changes dtype")
+def test_float64_weights_with_float32_inputs_and_x64_enabled():
+  """Given weights are cast to the inputs' dtype: float64 weights with float32 clouds
+  (x64 on) give a float32 drift, equal to the one with float32 weights."""
+  with jax.enable_x64(True):
+    x, y_pos, y_neg = clouds(14)
+    w = np.linspace(0.5, 1.0, len(x))
+    info = drift_field_with_info(x, y_pos, y_neg, 0.5, T=5, algorithm="log", weights_x=w)
+    assert info.drift.dtype == jnp.float32
+    want = drift_field_with_info(x, y_pos, y_neg, 0.5, T=5, algorithm="log",
+                                 weights_x=w.astype(np.float32))
+    np.testing.assert_allclose(info.drift, want.drift, rtol=1e-6, atol=1e-7)
