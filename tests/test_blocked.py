@@ -73,6 +73,21 @@ def test_auto_picks_blocked_when_the_dense_matrices_would_not_fit(monkeypatch):
   _, static = drift_lib._prepare(x, y_pos, None, 0.1, 11, "two_sided", "sqeuclidean",
                                  False, None, None, None, "auto")
   assert static["algorithm"] == "scaling"
+  _, static = drift_lib._prepare(x, y_pos, None, 0.1, 11, "one_sided", "sqeuclidean",
+                                 False, None, None, None, "auto")
+  assert static["algorithm"] == "blocked"
+
+
+@pytest.mark.parametrize("itemsize", [4, 8])
+def test_auto_threshold_is_the_dense_matrices_bytes(monkeypatch, itemsize):
+  """'auto' goes blocked exactly when _DENSE_MATRICES N x M matrices of the inputs'
+  item size exceed the budget (N = 40 particles, M = 37 columns, the larger side)."""
+  dense = drift_lib._DENSE_MATRICES * 40 * 37 * itemsize
+  # TODO: public name
+  resolve = drift_lib._resolve_algorithm
+  for budget, want in ((dense, "scaling"), (dense - 1, "blocked")):
+    monkeypatch.setattr(drift_lib, "memory_budget_bytes", lambda b=budget: b)
+    assert resolve("auto", (None, None, None), "sinkhorn", 40, 37, itemsize) == want
 
 
 def test_blocked_memory_does_not_grow_with_n_times_m(monkeypatch):
