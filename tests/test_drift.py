@@ -274,13 +274,16 @@ def test_relative_tau_is_tau_times_the_float64_mean_cost(small_tiles, mask_self,
 
 
 def test_float32_inputs_stay_float32_with_x64_enabled():
-  """With x64 on, default float arrays are float64: the uniform weights must still follow
-  the inputs' float32, or they would promote the drift and its diagnostics."""
+  """With x64 on, default float arrays are float64: uniform and given float32 weights
+  must still follow the inputs' float32, or they would promote the drift and its
+  diagnostics."""
   with jax.enable_x64(True):
     x, y_pos, y_neg = clouds(14)
-    info = drift_field_with_info(x, y_pos, y_neg, 0.5, T=5, algorithm="log")
-    assert info.drift.dtype == jnp.float32
-    assert info.marginal_error_pos.dtype == jnp.float32
+    w = np.linspace(0.5, 1.0, len(x)).astype(np.float32)
+    for kw in (dict(), dict(weights_x=w)):
+      info = drift_field_with_info(x, y_pos, y_neg, 0.5, T=5, algorithm="log", **kw)
+      assert info.drift.dtype == jnp.float32, kw
+      assert info.marginal_error_pos.dtype == jnp.float32, kw
 
 
 @pytest.mark.xfail(strict=True, raises=TypeError,
