@@ -59,7 +59,9 @@ def _row_softmax(logits):
   return jax.nn.softmax(logits, axis=1)
 
 
-def _sinkhorn_coupling(logits, log_a, log_b, T, algorithm="log"):
+def sinkhorn_coupling(logits, log_a, log_b, T, algorithm="log"):
+  """The row-normalized Sinkhorn coupling ``[N, M]`` after ``T`` half-steps from the
+  logits ``[N, M]`` and log marginals (``algorithm``: ``'log'`` or ``'scaling'``)."""
   if T == 1:
     return _row_softmax(logits + log_b[None, :])
   if algorithm == "scaling":
@@ -82,8 +84,8 @@ def _couplings(logits_pos, logits_neg, log_a, log_bp, log_bn, normalization, T, 
   """Returns ``(W_pos, W_neg)`` with ``V = W_pos @ y_pos - W_neg @ y_neg``."""
   if normalization in ("sinkhorn", "one_sided"):
     T = T if normalization == "sinkhorn" else 1
-    return (_sinkhorn_coupling(logits_pos, log_a, log_bp, T, algorithm),
-            _sinkhorn_coupling(logits_neg, log_a, log_bn, T, algorithm))
+    return (sinkhorn_coupling(logits_pos, log_a, log_bp, T, algorithm),
+            sinkhorn_coupling(logits_neg, log_a, log_bn, T, algorithm))
   if normalization == "two_sided":
     return (_row_softmax(_geometric_mean_log(logits_pos, log_a, log_bp)),
             _row_softmax(_geometric_mean_log(logits_neg, log_a, log_bn)))
@@ -169,7 +171,8 @@ def _single_temperature(x, y_pos, y_neg, tau, a, bp, bn, *, T, normalization, co
 def _uniform_or_normalized(w, n, dtype):
   if w is None:
     return jnp.full((n,), 1.0 / n, dtype)
-  return w.astype(dtype) / jnp.sum(w)
+  w = w.astype(dtype)  # the clouds' dtype, whatever the weights' (float64 under x64)
+  return w / jnp.sum(w)
 
 
 @functools.partial(jax.jit, static_argnames=("T", "normalization", "cost", "mask_self",

@@ -26,7 +26,6 @@ if mode == "worker":
 sys.path.insert(0, root)
 from configs import latents as latents_config  # noqa: E402
 from sdrift_jax import training as train  # noqa: E402
-from sdrift_jax.training import problem as problem_lib  # noqa: E402
 
 rng = np.random.default_rng(0)
 per_class = [rng.normal(size=(100, 4)).astype(np.float32) + 3 * c for c in range(4)]

@@ -79,6 +79,37 @@ def log_couplings(Lp, Ln, a, bp, bn, normalization, T):
   raise ValueError(normalization)
 
 
+def row_softmax_drift(x, y_pos, y_neg, tau, cost_name="sqeuclidean", weights_pos=None,
+                      weights_neg=None):
+  """One-sided drift straight from its definition, P[i, j] proportional to
+  b_j exp(-C[i, j] / tau) (no Sinkhorn loop); float64, shifted by the row maximum."""
+  out = []
+  for y, w in ((y_pos, weights_pos), (y_neg, weights_neg)):
+    y = np.asarray(y, np.float64)
+    L = -cost(np.asarray(x, np.float64), y, cost_name) / tau + np.log(_weights(w, len(y)))
+    K = np.exp(L - L.max(axis=1, keepdims=True))
+    out.append((K / K.sum(axis=1, keepdims=True)) @ y)
+  return out[0] - out[1]
+
+
+def column_errors(x, y_pos, y_neg, tau, T=41, normalization="sinkhorn",
+                  cost_name="sqeuclidean", mask_self=False, weights_x=None,
+                  weights_pos=None, weights_neg=None):
+  """L1 errors ``sum_j |sum_i a_i P[i, j] - b_j|`` of the row-normalized couplings
+  ``P_pos`` and ``P_neg`` (single tau), in float64."""
+  x, y_pos = np.asarray(x, np.float64), np.asarray(y_pos, np.float64)
+  y_neg = x if y_neg is None else np.asarray(y_neg, np.float64)
+  a = _weights(weights_x, len(x))
+  bp, bn = _weights(weights_pos, len(y_pos)), _weights(weights_neg, len(y_neg))
+  Lp = -cost(x, y_pos, cost_name) / tau
+  Ln = -cost(x, y_neg, cost_name) / tau
+  if mask_self:
+    np.fill_diagonal(Ln, -np.inf)
+  Wp, Wn = log_couplings(Lp, Ln, a, bp, bn, normalization, T)
+  return tuple(np.abs(a @ (W / W.sum(1, keepdims=True)) - b).sum()
+               for W, b in ((Wp, bp), (Wn, bn)))
+
+
 def drift(x, y_pos, y_neg, tau, T=41, normalization="sinkhorn", cost_name="sqeuclidean",
           mask_self=False, weights_x=None, weights_pos=None, weights_neg=None):
   """float64 drift; tau a scalar or a sequence (RMS-normalized sum)."""

@@ -1,6 +1,5 @@
 """The paper's identifiability examples: Appendix A.2 and Proposition 3.11."""
 import jax
-import jax.numpy as jnp
 import numpy as np
 import pytest
 from scipy import optimize
