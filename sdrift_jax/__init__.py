@@ -4,7 +4,7 @@ from sdrift_jax.drift import NORMALIZATIONS, DriftInfo, drift_field, drift_field
 from sdrift_jax.drift_spec import DriftSpec
 from sdrift_jax.loss import (FeatureDrift, feature_drift, feature_drift_loss,
                              feature_sets_loss, uncond_weight)
-from sdrift_jax.sinkhorn import SinkhornOutput, sinkhorn, sinkhorn_divergence, sinkhorn_scaling
+from sdrift_jax.sinkhorn_solver import SinkhornOutput, sinkhorn, sinkhorn_divergence, sinkhorn_scaling
 
 __version__ = "0.1.0"
 

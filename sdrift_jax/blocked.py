@@ -12,7 +12,7 @@ row blocks and every half-step recomputes each block's costs from ``x`` and ``y`
   than a row step at ``N = M = 32768``);
 * drift: per block of ``x``, ``E @ y / E 1`` with ``E = exp(L + g - max_j(L + g))``.
 
-It is the log-domain iteration of :mod:`sdrift_jax.sinkhorn` (same half-step count and
+It is the log-domain iteration of :mod:`sdrift_jax.sinkhorn_solver` (same half-step count and
 order), so it matches the dense drift to float32 rounding, at the price of recomputing
 the costs (a matmul for ``d > 16``) in every half-step. :func:`mean_cost`, the unit of a
 relative temperature, is summed over the same row tiles.

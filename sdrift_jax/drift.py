@@ -27,7 +27,7 @@ from jax.scipy.special import logsumexp
 from sdrift_jax import blocked
 from sdrift_jax import costs as costs_lib
 from sdrift_jax import drift_spec
-from sdrift_jax import sinkhorn as sinkhorn_lib
+from sdrift_jax import sinkhorn_solver as sinkhorn_lib
 from sdrift_jax import stabilized
 from sdrift_jax import validation
 

@@ -14,7 +14,7 @@ import jax.numpy as jnp
 from jax.scipy.special import logsumexp
 
 from sdrift_jax import stabilized
-from sdrift_jax.sinkhorn import sinkhorn_scaling
+from sdrift_jax.sinkhorn_solver import sinkhorn_scaling
 
 __all__ = ["couplings", "barycenter"]
 
