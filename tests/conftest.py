@@ -20,3 +20,14 @@ def clouds(seed, n=40, m=30, d=3, shift=0.5, scale=1.0):
 @pytest.fixture
 def rng():
   return np.random.default_rng(0)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _release_compiled_programs():
+  """Drops JAX's compiled programs after each test module. One pytest process compiles
+  thousands of XLA programs; kept alive together they once aborted XLA's CPU compiler
+  late in the run (a process that ran each module alone passed)."""
+  yield
+  from sdrift_jax.training import trainer  # pylint: disable=g-import-not-at-top
+  trainer.clear_shared_trainers()
+  jax.clear_caches()

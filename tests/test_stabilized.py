@@ -146,21 +146,26 @@ def test_auto_picks_scaling_for_positive_weights_and_matches_float64():
   assert rel_err(auto, ref.drift(x, y_pos, y_neg, 0.1, 31, weights_x=w)) < 5e-6
 
 
-def test_concrete_weights_inside_jit_keep_the_scaling_domain():
+def test_concrete_weights_inside_jit_keep_the_scaling_domain(monkeypatch):
   """Weights that are numbers at trace time (a closure constant of a jitted step) are
-  seen as positive there, so 'auto' keeps the scaling path; traced ones fall back."""
+  seen as positive there, so 'auto' keeps the scaling path; traced ones fall back. The
+  algorithm is read where drift_field resolves it (DriftSpec.resolve_algorithm)."""
   x, y_pos, y_neg = clouds(11)
   w = np.linspace(0.5, 2.0, len(y_neg)).astype(np.float32)
-  seen = {}
+  resolved = []
+  original = DriftSpec.resolve_algorithm
+
+  def spy(self, *args, **kwargs):
+    resolved.append(original(self, *args, **kwargs))
+    return resolved[-1]
+  monkeypatch.setattr(DriftSpec, "resolve_algorithm", spy)
 
   def step(wn=None):
-    _, static = drift_lib._prepare(x, y_pos, y_neg, 0.1, 21, "sinkhorn", "sqeuclidean",
-                                   False, None, None, w if wn is None else wn)
-    seen["constant" if wn is None else "traced"] = static["algorithm"]
     return drift_field(x, y_pos, y_neg, 0.1, T=21, weights_neg=w if wn is None else wn)
 
-  constant, traced = jax.jit(step)(), jax.jit(step)(jnp.asarray(w))
-  assert seen == {"constant": "scaling", "traced": "log"}
+  constant = jax.jit(step)()
+  traced = jax.jit(step)(jnp.asarray(w))
+  assert resolved == ["scaling", "log"]
   want = ref.drift(x, y_pos, y_neg, 0.1, 21, weights_neg=w)
   for got in (constant, traced):
     np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
