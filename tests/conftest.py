@@ -1,8 +1,12 @@
 import warnings
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
+
+import numpy_reference
+from sdrift_jax import costs as costs_lib
 
 # ott-jax imports jaxopt, which warns about its own deprecation on import.
 warnings.filterwarnings("ignore", category=DeprecationWarning, module="jaxopt")
@@ -20,6 +24,17 @@ def clouds(seed, n=40, m=30, d=3, shift=0.5, scale=1.0):
 @pytest.fixture
 def rng():
   return np.random.default_rng(0)
+
+
+def logit_problem(seed, n, m, d, tau_rel, cost="sqeuclidean"):
+  """Clouds, a temperature ``tau_rel`` times the median float64 cost, the float32 logits
+  ``-C / tau`` and uniform log marginals: ``(x, y, tau, logits, log_a, log_b)``."""
+  x, y, _ = clouds(seed, n=n, m=m, d=d, scale=1.5)
+  tau = tau_rel * float(np.median(numpy_reference.cost(x, y, cost)))
+  logits = -costs_lib.pairwise_cost(jnp.asarray(x), jnp.asarray(y), cost) / tau
+  log_a = jnp.full((n,), -np.log(n), jnp.float32)
+  log_b = jnp.full((m,), -np.log(m), jnp.float32)
+  return x, y, tau, logits, log_a, log_b
 
 
 @pytest.fixture(autouse=True, scope="module")

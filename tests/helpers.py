@@ -140,3 +140,26 @@ def flip(d):
 def steps_on_disk(ckpt_dir):
   return ([int(p) for p in os.listdir(ckpt_dir) if p.isdigit()]
           if os.path.exists(ckpt_dir) else [])
+
+
+BACKEND_COMPILE = "/jax/core/compile/backend_compile_duration"
+
+
+def compiles_of(fn):
+  """``(fn(), number of XLA backend compilations while it ran)``, from empty caches (JAX's
+  and the shared trainers')."""
+  import jax  # pylint: disable=g-import-not-at-top
+  from sdrift_jax.training import trainer as trainer_lib  # pylint: disable=g-import-not-at-top
+  jax.clear_caches()
+  trainer_lib.clear_shared_trainers()
+  counts = []
+
+  def listener(event, duration, **_):
+    if event == BACKEND_COMPILE:
+      counts.append(duration)
+  jax.monitoring.register_event_duration_secs_listener(listener)
+  try:
+    out = fn()
+  finally:
+    jax.monitoring.unregister_event_duration_listener(listener)
+  return out, len(counts)

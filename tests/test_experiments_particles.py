@@ -1,33 +1,16 @@
 """experiments.particles: the particle grid, compiled once per panel."""
 import os
 
-import jax
 import pytest
 
 import experiments
-from helpers import load
+from helpers import compiles_of, load
 
-BACKEND_COMPILE = "/jax/core/compile/backend_compile_duration"
-
-
-def _compiles_of(fn):
-  jax.clear_caches()
-  counts = []
-
-  def listener(event, duration, **_):
-    if event == BACKEND_COMPILE:
-      counts.append(duration)
-  jax.monitoring.register_event_duration_secs_listener(listener)
-  try:
-    out = fn()
-  finally:
-    jax.monitoring.unregister_event_duration_listener(listener)
-  return out, len(counts)
 
 
 @pytest.mark.heavy
 def test_particles_smoke_and_one_compiled_flow_per_panel(tmp_path):
-  two, n_two = _compiles_of(lambda: experiments.run_experiment(
+  two, n_two = compiles_of(lambda: experiments.run_experiment(
       load("particles.py", "smoke"), str(tmp_path / "two")))
   assert len(two["records"]) == 2 * 5
   assert os.path.exists(two["grid"])
@@ -36,9 +19,9 @@ def test_particles_smoke_and_one_compiled_flow_per_panel(tmp_path):
   assert os.path.exists(tmp_path / "two" / "metrics.jsonl")
   # One temperature against two against three: the flows compile once per panel, so more
   # temperatures add no compilation (per (tau, panel) would add 5 per temperature).
-  _, n_one = _compiles_of(lambda: experiments.run_experiment(
+  _, n_one = compiles_of(lambda: experiments.run_experiment(
       load("particles.py", "smoke,taus=(0.1,)"), str(tmp_path / "one")))
-  three, n_three = _compiles_of(lambda: experiments.run_experiment(
+  three, n_three = compiles_of(lambda: experiments.run_experiment(
       load("particles.py", "smoke,taus=(0.1,0.5,1.0)"), str(tmp_path / "three")))
   assert len(three["records"]) == 3 * 5
   assert n_one >= 5, n_one  # at least the five panels' flows

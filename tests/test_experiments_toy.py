@@ -9,12 +9,10 @@ import pytest
 
 import experiments
 from experiments import sweep, toy
-from helpers import load, toy_run_dir
+from helpers import compiles_of, load, toy_run_dir
 from sdrift_jax import checkpoint as checkpoint_lib
 from sdrift_jax import training
-from sdrift_jax.training import trainer as trainer_lib
 
-BACKEND_COMPILE = "/jax/core/compile/backend_compile_duration"
 
 
 @pytest.mark.heavy
@@ -98,30 +96,13 @@ def test_toy_reference_sinkhorn_run_trains_unmasked(tmp_path, monkeypatch):
 # A temperature sweep through the shared trainer -------------------------------------------
 
 
-def _compiles_of(fn):
-  """``(fn(), number of XLA backend compilations while it ran)``, from empty caches."""
-  jax.clear_caches()
-  trainer_lib.clear_shared_trainers()
-  counts = []
-
-  def listener(event, duration, **_):
-    if event == BACKEND_COMPILE:
-      counts.append(duration)
-  jax.monitoring.register_event_duration_secs_listener(listener)
-  try:
-    out = fn()
-  finally:
-    jax.monitoring.unregister_event_duration_listener(listener)
-  return out, len(counts)
-
-
 @pytest.fixture(scope="module")
 def tau_sweep(tmp_path_factory):
   """tau = 0.2 alone, then the sweep (0.05, 0.1, 0.2), each from empty caches."""
   top = tmp_path_factory.mktemp("tau_sweep")
-  alone, n_alone = _compiles_of(lambda: experiments.run_experiment(
+  alone, n_alone = compiles_of(lambda: experiments.run_experiment(
       load("toy.py", "smoke,tau=0.2"), str(top / "alone")))
-  swept, n_swept = _compiles_of(lambda: experiments.run_experiment(
+  swept, n_swept = compiles_of(lambda: experiments.run_experiment(
       load("toy.py", "smoke,taus=(0.05,0.1,0.2)"), str(top / "sweep")))
   return dict(top=top, alone=alone, swept=swept, n_alone=n_alone, n_swept=n_swept)
 

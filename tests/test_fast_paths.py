@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 import numpy_reference as ref
-from conftest import clouds
+from conftest import clouds, logit_problem
 from sdrift_jax import blocked, drift_field, drift_field_with_info, stabilized
 from sdrift_jax import costs as costs_lib
 from sdrift_jax import drift as drift_lib
@@ -20,15 +20,6 @@ from sdrift_jax import drift as drift_lib
 def rel_err(a, b):
   a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
   return np.linalg.norm(a - b) / max(np.linalg.norm(b), 1e-30)
-
-
-def _problem(seed, n, m, d, tau_rel, cost="sqeuclidean"):
-  x, y, _ = clouds(seed, n=n, m=m, d=d, scale=1.5)
-  tau = tau_rel * float(np.median(ref.cost(x, y, cost)))
-  logits = -costs_lib.pairwise_cost(jnp.asarray(x), jnp.asarray(y), cost) / tau
-  log_a = jnp.full((n,), -np.log(n), jnp.float32)
-  log_b = jnp.full((m,), -np.log(m), jnp.float32)
-  return x, y, tau, logits, log_a, log_b
 
 
 def _float64_barycenter(logits, y, T):
@@ -44,7 +35,7 @@ def _float64_barycenter(logits, y, T):
                                            (64, 50, 2, 1e-4)])
 @pytest.mark.parametrize("T", [1, 2, 9, 41])
 def test_barycentric_map_equals_coupling_product(n, m, d, tau_rel, T):
-  x, y, tau, logits, log_a, log_b = _problem(n + d, n, m, d, tau_rel)
+  x, y, tau, logits, log_a, log_b = logit_problem(n + d, n, m, d, tau_rel)
   Py, col = stabilized.barycentric_map(logits, log_a, log_b, jnp.asarray(y), T,
                                        with_col_mass=True)
   plain = np.asarray(drift_lib.sinkhorn_coupling(logits, log_a, log_b, T, "log"))
@@ -60,7 +51,7 @@ def test_barycentric_map_equals_coupling_product(n, m, d, tau_rel, T):
 
 @pytest.mark.parametrize("T", [2, 5, 41])
 def test_barycentric_map_under_forced_absorption(T):
-  x, y, _, logits, log_a, log_b = _problem(3, 50, 40, 2, 0.02)
+  x, y, _, logits, log_a, log_b = logit_problem(3, 50, 40, 2, 0.02)
   plain = np.asarray(drift_lib.sinkhorn_coupling(logits, log_a, log_b, T, "log")) @ y
   for bound, exact_sum in ((2.0, 1e-30), (2.0, np.inf), (1e30, 1e-30)):
     Py, _ = stabilized.barycentric_map(logits, log_a, log_b, jnp.asarray(y), T,
@@ -70,7 +61,7 @@ def test_barycentric_map_under_forced_absorption(T):
 
 def test_barycentric_map_row_fallback(monkeypatch):
   # Every row counted as "no mass" sends the drift through the softmax from the logits.
-  x, y, _, logits, log_a, log_b = _problem(4, 30, 20, 2, 1e-3)
+  x, y, _, logits, log_a, log_b = logit_problem(4, 30, 20, 2, 1e-3)
   monkeypatch.setattr(stabilized, "_TINY_MASS", np.inf)
   fn = jax.jit(lambda l: stabilized.barycentric_map(l, log_a, log_b, jnp.asarray(y), 9,
                                                     with_col_mass=True))
@@ -83,7 +74,7 @@ def test_barycentric_map_row_fallback(monkeypatch):
 
 
 def test_barycentric_map_vmap_and_derivatives():
-  x, y, _, logits, log_a, log_b = _problem(5, 24, 18, 2, 0.05)
+  x, y, _, logits, log_a, log_b = logit_problem(5, 24, 18, 2, 0.05)
   ys = jnp.stack([jnp.asarray(y), jnp.asarray(y) + 1.0])
   batched = jax.vmap(lambda yy: stabilized.barycentric_map(logits, log_a, log_b, yy, 7)[0])(ys)
   for k in range(2):

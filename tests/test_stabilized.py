@@ -7,9 +7,8 @@ import numpy as np
 import pytest
 
 import numpy_reference as ref
-from conftest import clouds
+from conftest import clouds, logit_problem
 from sdrift_jax import DriftSpec, drift_field, stabilized
-from sdrift_jax import costs as costs_lib
 from sdrift_jax import drift as drift_lib
 
 
@@ -24,21 +23,12 @@ def rel_err(a, b):
 _TOLERANCE = {0.05: 1e-6, 0.5: 1e-6, 1e-3: 1.5e-5, 1e-4: 3e-5}
 
 
-def _problem(seed, n, m, d, tau_rel, cost="sqeuclidean"):
-  x, y, _ = clouds(seed, n=n, m=m, d=d, scale=1.5)
-  tau = tau_rel * float(np.median(ref.cost(x, y, cost)))
-  logits = -costs_lib.pairwise_cost(jnp.asarray(x), jnp.asarray(y), cost) / tau
-  log_a = jnp.full((n,), -np.log(n), jnp.float32)
-  log_b = jnp.full((m,), -np.log(m), jnp.float32)
-  return x, y, tau, logits, log_a, log_b
-
-
 @pytest.mark.parametrize("n,m,d,tau_rel", [(64, 50, 2, 0.05), (64, 50, 2, 1e-3),
                                            (40, 70, 16, 1e-3), (48, 48, 64, 0.5),
                                            (64, 50, 2, 1e-4)])
 @pytest.mark.parametrize("T", [2, 9, 201])
 def test_coupling_equals_log_domain_and_float64(n, m, d, tau_rel, T):
-  x, y, tau, logits, log_a, log_b = _problem(n + d, n, m, d, tau_rel)
+  x, y, tau, logits, log_a, log_b = logit_problem(n + d, n, m, d, tau_rel)
   fast = stabilized.row_normalized_coupling(logits, log_a, log_b, T)
   plain = drift_lib.sinkhorn_coupling(logits, log_a, log_b, T, "log")
   assert np.all(np.isfinite(fast))
@@ -57,7 +47,7 @@ def test_coupling_equals_log_domain_and_float64(n, m, d, tau_rel, T):
 def test_forced_absorption_changes_nothing(T):
   # bound = 2 absorbs at almost every half-step; bound = 1e30 almost never (the scaling
   # branch). All must give the plain iteration's coupling.
-  *_, logits, log_a, log_b = _problem(3, 50, 40, 2, 0.02)
+  *_, logits, log_a, log_b = logit_problem(3, 50, 40, 2, 0.02)
   plain = drift_lib.sinkhorn_coupling(logits, log_a, log_b, T, "log")
   # exact_sum = inf sends every absorption through a log-domain half-step.
   for bound, exact_sum in ((2.0, 1e-30), (2.0, np.inf), (1e10, 1e-30), (1e30, 1e-30)):
