@@ -5,12 +5,14 @@ read them by key.
 An :class:`Evaluator` is a name, a function of an :class:`EvalContext` that returns
 ``{key: per-seed values}`` (and any per-class detail under other keys), and the
 :class:`Metric` s it reports. Every problem gets :func:`w2` and :func:`marginal_errors`;
-a problem adds its own (class accuracy, Frechet distance, decoded-image FID), so a new
-metric is one evaluator here or in its experiment, and one entry in a problem's list.
+a problem adds its own (class accuracy, Frechet distance, decoded-image FID, k-NN
+precision and recall or a Frechet distance of embedded samples), so a new metric is one
+evaluator here or in its experiment, and one entry in a problem's list.
 """
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 from typing import Any, Callable, Sequence
 
 import numpy as np
@@ -115,6 +117,108 @@ def decoded_fid(fid: "frechet_lib.DecodedFID") -> Evaluator:
                 fid_pooled=[pooled for _, pooled in per_seed],
                 fid_per_class=[pc for pc, _ in per_seed])
   return Evaluator("fid", fn, (Metric("fid", "FID", "{:.2f}"),))
+
+
+def _embed(embed: Callable[[np.ndarray], np.ndarray], x: np.ndarray) -> np.ndarray:
+  """``embed(x [m, dim]) -> [m, f]`` as float64, checking the shape it returns."""
+  x = np.asarray(x)
+  f = np.asarray(embed(x), np.float64)
+  if f.ndim != 2 or len(f) != len(x):
+    raise ValueError(f"embed returned shape {f.shape} for {len(x)} inputs; "
+                     f"expected [{len(x)}, f]")
+  return f
+
+
+def _fingerprint(x: np.ndarray) -> tuple:
+  """Shape, dtype and a BLAKE2b digest of the bytes of ``x``: equal for equal arrays."""
+  x = np.ascontiguousarray(x)
+  return x.shape, x.dtype.str, hashlib.blake2b(x.tobytes(), digest_size=16).digest()
+
+
+class _HeldOutEmbedding:
+  """``embed`` of each held-out set, computed once and kept.
+
+  Each set is keyed by :func:`_fingerprint` (not by ``id``, which a new array may
+  reuse), so a call with different held-out sets embeds the ones that changed; only
+  the sets of the latest call are kept.
+  """
+
+  def __init__(self, embed: Callable[[np.ndarray], np.ndarray]):
+    self.embed = embed
+    self._cache: dict = {}
+
+  def __call__(self, eval_sets) -> list[np.ndarray]:
+    keys = [_fingerprint(np.asarray(e)) for e in eval_sets]
+    cache = {}
+    for key, e in zip(keys, eval_sets):
+      if key not in cache:
+        cache[key] = self._cache[key] if key in self._cache else _embed(self.embed, e)
+    self._cache = cache
+    return [cache[key] for key in keys]
+
+
+def precision_recall(embed: Callable[[np.ndarray], np.ndarray], k: int = 3,
+                     label_prefix: str = "") -> Evaluator:
+  """``precision`` and ``recall``: the k-NN precision and recall
+  (:func:`sdrift_jax.metrics.knn_precision_recall`) of the embedded samples of each
+  group against the embedded held-out set of that group, averaged over groups; also
+  ``precision_per_class`` and ``recall_per_class`` ``[S][G]``.
+
+  Args:
+    embed: ``[m, dim]`` NumPy array -> ``[m, f]`` features (for MNIST, the penultimate
+      layer of its classifier, say), called once per seed and group, and once per
+      held-out set: those features are kept, and recomputed only for a held-out set
+      whose contents differ from the last call's.
+    k: the neighbourhood size of the manifold estimate.
+    label_prefix: put before the labels ``Prec`` and ``Rec`` of logs and tables.
+  """
+  held_out = _HeldOutEmbedding(embed)
+
+  def fn(ctx: EvalContext) -> dict:
+    real = held_out(ctx.eval_sets)
+    per_seed = [[metrics_lib.knn_precision_recall(r, _embed(embed, seed[g]), k=k)
+                 for g, r in enumerate(real)] for seed in ctx.samples]
+    prec = [[p for p, _ in row] for row in per_seed]
+    rec = [[r for _, r in row] for row in per_seed]
+    return dict(precision=np.mean(prec, axis=1).tolist(),
+                recall=np.mean(rec, axis=1).tolist(),
+                precision_per_class=prec, recall_per_class=rec)
+  return Evaluator("precision_recall", fn,
+                   (Metric("precision", f"{label_prefix}Prec", "{:.3f}"),
+                    Metric("recall", f"{label_prefix}Rec", "{:.3f}")))
+
+
+def embedded_frechet(embed: Callable[[np.ndarray], np.ndarray], key: str = "fd",
+                     label: str = "FD") -> Evaluator:
+  """``<key>``: the Frechet distance (:func:`sdrift_jax.frechet.frechet_distance`)
+  between the embedded samples of each group and the embedded held-out set of that
+  group, averaged over groups; ``<key>_pooled``: the one of all groups pooled;
+  ``<key>_per_class`` ``[S][G]``.
+
+  The number is only as meaningful as the embedding: with the features of the MNIST
+  classifier it is a Frechet distance in that classifier's feature space, not the FID
+  of Inception features, and is not comparable with published FIDs.
+
+  Args:
+    embed: ``[m, dim]`` NumPy array -> ``[m, f]`` features, called once per seed and
+      group, and once per held-out set: those features are kept, and recomputed only for
+      a held-out set whose contents differ from the last call's.
+    key: the record key (and the evaluator's name).
+    label: the label of logs and tables.
+  """
+  held_out = _HeldOutEmbedding(embed)
+
+  def fn(ctx: EvalContext) -> dict:
+    real = held_out(ctx.eval_sets)
+    real_pooled = np.concatenate(real)
+    per_class, pooled = [], []
+    for seed in ctx.samples:
+      fake = [_embed(embed, seed[g]) for g in range(len(real))]
+      per_class.append([frechet_lib.frechet_distance(f, r) for f, r in zip(fake, real)])
+      pooled.append(frechet_lib.frechet_distance(np.concatenate(fake), real_pooled))
+    return {key: np.mean(per_class, axis=1).tolist(), f"{key}_pooled": pooled,
+            f"{key}_per_class": per_class}
+  return Evaluator(key, fn, (Metric(key, label, "{:.2f}"),))
 
 
 def default_evaluators() -> tuple[Evaluator, ...]:
