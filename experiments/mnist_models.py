@@ -20,6 +20,7 @@ from flax import nnx
 
 from sdrift_jax import checkpoint as checkpoint_lib
 from sdrift_jax import models
+from sdrift_jax import pixel_models
 from sdrift_jax import workdir as workdir_lib
 from sdrift_jax.data import mnist as mnist_data
 
@@ -34,7 +35,8 @@ def to_float(images: np.ndarray) -> jax.Array:
 def fit(model: nnx.Module, loss_fn, inputs, targets, *, epochs: int, batch_size: int,
         learning_rate: float, key: jax.Array, name: str,
         checkpoint_dir: Optional[str] = None):
-  """Trains ``model`` with Adam on ``loss_fn(model, x, y)``.
+  """Trains ``model`` with Adam on ``loss_fn(model, x, y, key)`` (``key``: a fresh random
+  key per batch, for losses that draw, such as the masked autoencoder's masks).
 
   One jitted step per batch, driven from Python: on XLA's CPU backend these convolutions
   ran 8 times slower inside ``lax.scan`` than as a jitted step (1.9 s against 0.23 s per
@@ -68,8 +70,9 @@ def fit(model: nnx.Module, loss_fn, inputs, targets, *, epochs: int, batch_size:
     raise ValueError(f"{name}: {n} training images, fewer than one batch of {batch_size}")
 
   @functools.partial(jax.jit, donate_argnums=(0, 1))
-  def step(params, opt_state, x, y):
-    loss, grads = jax.value_and_grad(lambda p: loss_fn(nnx.merge(graphdef, p), x, y))(params)
+  def step(params, opt_state, x, y, k):
+    loss, grads = jax.value_and_grad(lambda p: loss_fn(nnx.merge(graphdef, p), x, y, k))(
+        params)
     updates, opt_state = tx.update(grads, opt_state, params)
     return optax.apply_updates(params, updates), opt_state, loss
 
@@ -79,7 +82,8 @@ def fit(model: nnx.Module, loss_fn, inputs, targets, *, epochs: int, batch_size:
     losses = []
     for b in range(per_epoch):
       idx = order[b * batch_size:(b + 1) * batch_size]
-      params, opt_state, loss = step(params, opt_state, inputs[idx], targets[idx])
+      params, opt_state, loss = step(params, opt_state, inputs[idx], targets[idx],
+                                     jax.random.fold_in(jax.random.fold_in(key, e), b + 1))
       losses.append(loss)
     if (e + 1) % max(1, epochs // 5) == 0 or e + 1 == epochs:
       log.info("%s epoch %d/%d  loss %.4f  (%.0fs)", name, e + 1, epochs,
@@ -91,19 +95,46 @@ def fit(model: nnx.Module, loss_fn, inputs, targets, *, epochs: int, batch_size:
   return graphdef, params
 
 
-def ae_loss(model, x, _):
+def ae_loss(model, x, _, key=None):
   """Binary cross-entropy of the autoencoder's reconstruction logits against ``x``."""
+  del key
   logits = model(x)
   return jnp.mean(optax.sigmoid_binary_cross_entropy(logits, x))
 
 
-def classifier_loss(model, x, y):
+def classifier_loss(model, x, y, key=None):
   """Softmax cross-entropy of the classifier's logits against the labels ``y``."""
+  del key
   return jnp.mean(optax.softmax_cross_entropy_with_integer_labels(model(x), y))
 
 
+def mae_loss(model, x, _, key):
+  """The masked autoencoder's loss (:func:`sdrift_jax.pixel_models.mae_loss`)."""
+  return pixel_models.mae_loss(model, x, key)
+
+
+#: The cached helper networks: kind -> (its config block, builder, loss). The kind's
+#: position is its random stream, so a kind added at the end changes no other's weights.
+KINDS = {
+    "autoencoder": ("autoencoder",
+                    lambda s, rngs: models.ConvAutoencoder(int(s.latent_dim), rngs=rngs),
+                    ae_loss),
+    "classifier": ("classifier", lambda s, rngs: models.SmallCNN(rngs=rngs),
+                   classifier_loss),
+    "encoder": ("encoder",
+                lambda s, rngs: pixel_models.MaskedConvEncoder(tuple(s.widths), rngs=rngs),
+                mae_loss),
+}
+
+
+def _settings(kind: str, config):
+  if kind not in KINDS:
+    raise ValueError(f"unknown helper network {kind!r}: expected one of {tuple(KINDS)}")
+  return config[KINDS[kind][0]]
+
+
 def _cache_directory(kind: str, config, data, cache_dir: str) -> str:
-  settings = config.autoencoder if kind == "autoencoder" else config.classifier
+  settings = _settings(kind, config)
   key_text = json.dumps(dict(kind=kind, data=mnist_data.fingerprint(data),
                              settings=settings.to_dict(), seed=int(config.seed)), sort_keys=True)
   tag = hashlib.sha1(key_text.encode()).hexdigest()[:12]
@@ -121,20 +152,21 @@ def cached_fit_seconds(kind: str, config, data, cache_dir: str) -> float:
 
 
 def cached_model(kind: str, config, data, cache_dir: str):
-  """Trains the autoencoder or classifier once per (data, settings); later calls load it.
+  """Trains a helper network of :data:`KINDS` (the autoencoder, the classifier, the
+  masked-autoencoder feature encoder) once per (data, settings); later calls load it.
 
   Training saves its progress per epoch in ``<cache>/<kind>-<tag>-progress`` (held with
   the workdir lock, so two runs sharing a cache do not train into it together); an
   interrupted fit resumes there, and the directory is removed once the model is cached.
   The training time is kept beside it (``<kind>-<tag>.seconds.json``) for the tables.
   """
-  settings = config.autoencoder if kind == "autoencoder" else config.classifier
+  settings = _settings(kind, config)
   directory = _cache_directory(kind, config, data, cache_dir)
   # A fixed stream per kind (Python's hash() of a string changes from process to process).
   rngs = nnx.Rngs(params=jax.random.fold_in(jax.random.key(int(config.seed)),
-                                            ("autoencoder", "classifier").index(kind)))
-  model = (models.ConvAutoencoder(int(settings.latent_dim), rngs=rngs) if kind == "autoencoder"
-           else models.SmallCNN(rngs=rngs))
+                                            list(KINDS).index(kind)))
+  _, build, loss_fn = KINDS[kind]
+  model = build(settings, rngs)
   ckpt = checkpoint_lib.Checkpointer(directory, max_to_keep=1)
   graphdef, params = nnx.split(model)
   try:
@@ -150,7 +182,7 @@ def cached_model(kind: str, config, data, cache_dir: str):
       t0 = time.perf_counter()
       x = to_float(data.train_images)
       y = jnp.asarray(data.train_labels)
-      graphdef, params = fit(model, ae_loss if kind == "autoencoder" else classifier_loss, x, y,
+      graphdef, params = fit(model, loss_fn, x, y,
                              epochs=int(settings.epochs), batch_size=int(settings.batch_size),
                              learning_rate=float(settings.learning_rate),
                              key=jax.random.key(int(config.seed) + 1), name=kind,

@@ -158,13 +158,14 @@ class ResidualMLPGenerator(nnx.Module):
     return self.out(h)
 
 
-GENERATORS = ("mlp", "resmlp")
+GENERATORS = ("mlp", "resmlp", "conv")
 #: The fields of ``config.model`` each kind reads.
 MODEL_FIELDS = {
     "mlp": {"kind", "noise_dim", "hidden", "depth", "activation", "embed_dim", "omega_dim",
             "init"},
     "resmlp": {"kind", "noise_dim", "hidden", "blocks", "expansion", "layer_norm",
                "activation", "init", "res_scale", "out_init_std"},
+    "conv": {"kind", "noise_dim", "width", "activation", "embed_dim", "omega_dim"},
 }
 #: Fields a kind does not read but may hold at these values (configs that keep one model
 #: block for several kinds): anything else is refused, not silently ignored.
@@ -212,6 +213,16 @@ def make_generator(model_config, out_dim: int, key: jax.Array,
                                 activation=model_config.activation,
                                 init=model_config.get("init", "torch"), res_scale=res_scale,
                                 out_init_std=out_init_std, rngs=rngs)
+  if kind == "conv":
+    from sdrift_jax import pixel_models  # pylint: disable=g-import-not-at-top
+    if out_dim != 28 * 28:
+      raise ValueError(f"model.kind='conv' generates 28 x 28 images (dimension 784), "
+                       f"but the data has dimension {out_dim}")
+    return pixel_models.ConvGenerator(
+        model_config.noise_dim, width=int(model_config.width),
+        activation=model_config.activation, num_classes=num_classes,
+        embed_dim=model_config.get("embed_dim", 32),
+        omega_dim=int(model_config.get("omega_dim", 0)), rngs=rngs)
   raise AssertionError(kind)
 
 
@@ -282,9 +293,12 @@ class SmallCNN(nnx.Module):
     self.fc1 = nnx.Linear(7 * 7 * 64, 128, rngs=rngs)
     self.fc2 = nnx.Linear(128, num_classes, rngs=rngs)
 
-  def __call__(self, images: jax.Array) -> jax.Array:
+  def features(self, images: jax.Array) -> jax.Array:
+    """The 128-d penultimate activations (the space of its Frechet distance)."""
     pool = lambda h: nnx.max_pool(h, window_shape=(2, 2), strides=(2, 2))
     h = pool(jax.nn.relu(self.conv1(images)))
     h = pool(jax.nn.relu(self.conv2(h)))
-    h = jax.nn.relu(self.fc1(h.reshape(h.shape[0], -1)))
-    return self.fc2(h)
+    return jax.nn.relu(self.fc1(h.reshape(h.shape[0], -1)))
+
+  def __call__(self, images: jax.Array) -> jax.Array:
+    return self.fc2(self.features(images))

@@ -68,6 +68,67 @@ def test_feature_objective_is_feature_drift_loss(method):
   assert float(loss) == pytest.approx(float(want), rel=1e-6)
 
 
+
+def _toy_encoder(params, x):
+  """A frozen 'encoder' with two feature sets of different shapes: [n, 3, 2] and [n, 1, 4]."""
+  h = jnp.tanh(x @ params["w"])                                    # [n, 6]
+  return {"a": h.reshape(-1, 3, 2), "b": (h[:, :4] * params["s"])[:, None, :]}
+
+
+@pytest.mark.parametrize("method", ["baseline", "sinkhorn"])
+def test_feature_encoder_objective_sums_set_losses_and_freezes_the_encoder(method):
+  c = with_method(guided_config(), method)
+  objective = objectives.make_objective(c).with_features(_toy_encoder)
+  rng = np.random.default_rng(2)
+  params = {"w": jnp.asarray(rng.normal(size=(6, 6)), jnp.float32),
+            "s": jnp.asarray(1.5, jnp.float32)}
+  G = 2
+  x, y, u = (jnp.asarray(rng.normal(size=(G, n, 6)), jnp.float32) for n in (8, 8, 4))
+  tau = objective.tau_array()
+  loss, rms = objective.batch_loss(x, y, u, 2.5, tau, params)
+  # Independently: per group and per set, the reference loss on the encoded features.
+  want = 0.0
+  for g in range(G):
+    fx, fy, fu = (_toy_encoder(params, v[g]) for v in (x, y, u))
+    for k in ("a", "b"):
+      want += float(feature_drift_loss(fx[k], fy[k], fu[k], tau=c.drift.tau, omega=2.5,
+                                       **objective.feature_kwargs)) / G
+  assert float(loss) == pytest.approx(want, rel=1e-5)
+  assert np.isfinite(float(rms)) and float(rms) > 0
+  # Gradients reach the generated samples through the encoder; none reach the encoder's
+  # parameters, the positives or the unconditional negatives.
+  gx, gp, gy, gu = jax.grad(
+      lambda x, p, y, u: objective.batch_loss(x, y, u, 2.5, tau, p)[0],
+      argnums=(0, 1, 2, 3))(x, params, y, u)
+  assert float(jnp.abs(gx).max()) > 0
+  for g in jax.tree.leaves((gp, gy, gu)):
+    assert float(jnp.abs(g).max()) == 0.0
+  # The encoder's gradient w.r.t. x is used: a different encoder, a different gradient.
+  gx2 = jax.grad(lambda x: objective.batch_loss(
+      x, y, u, 2.5, tau, {**params, "w": params["w"] * 2})[0])(x)
+  assert not np.allclose(gx, gx2)
+
+
+def test_feature_encoder_needs_the_feature_drift_objective():
+  c = toy_setting(load("toy.py", "smoke"))
+  with pytest.raises(ValueError, match="needs config.loss.objective = 'feature_drift'"):
+    objectives.make_objective(c).with_features(_toy_encoder)
+
+
+def test_feature_encoder_marginal_errors_are_the_largest_over_sets():
+  c = with_method(guided_config(), "sinkhorn")
+  plain = objectives.make_objective(c)
+  objective = plain.with_features(_toy_encoder)
+  rng = np.random.default_rng(4)
+  params = {"w": jnp.asarray(rng.normal(size=(6, 6)), jnp.float32),
+            "s": jnp.asarray(1.0, jnp.float32)}
+  x, y = (jnp.asarray(rng.normal(size=(8, 6)), jnp.float32) for _ in range(2))
+  tau = objective.tau_array()
+  got = np.asarray(objective.marginal_errors(x, y, tau, params))
+  fx, fy = _toy_encoder(params, x), _toy_encoder(params, y)
+  per_set = [np.asarray(plain.marginal_errors(fx[k], fy[k], tau)) for k in ("a", "b")]
+  np.testing.assert_allclose(got, np.max(per_set, axis=0), rtol=1e-6)
+
 def test_power_law_omega_distribution():
   keys = jax.random.split(jax.random.key(0), 4000)
   lo, hi, a = 1.0, 4.0, 3.0

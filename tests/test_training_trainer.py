@@ -194,3 +194,42 @@ def test_train_state_without_ema_flattens_as_three_fields():
   s2 = trainer_lib.TrainState(jnp.ones(2), jnp.zeros(1), jnp.int32(3), jnp.ones(2))
   assert len(jax.tree.leaves(s2)) == 4
   assert jax.tree.map(lambda x: x, s2).ema is not None
+
+
+@pytest.mark.parametrize("seeds", [1, 2])
+def test_unscanned_chunks_take_the_same_steps_as_scanned_ones(seeds):
+  # train.scan = False: one compiled step called from Python, the same keys and so the
+  # same trajectory as lax.scan (to float32 rounding: the programs differ).
+  problem = table_problem()
+  out = {}
+  for scan in (True, False):
+    c = guided_config()
+    c.train.num_seeds = seeds
+    c.train.scan = scan
+    trainer = training.Trainer(c, problem)
+    state = trainer.init()
+    tau = trainer.objective.tau_array()
+    state, ms = trainer.make_chunk(3)(state, trainer.seed_keys(), tau)
+    assert ms["loss"].shape == (seeds, 3) and int(state.step) == 3
+    out[scan] = (jax.tree.leaves(state.params), np.asarray(ms["loss"]))
+  for a, b in zip(out[True][0], out[False][0]):
+    np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+  np.testing.assert_allclose(out[True][1], out[False][1], rtol=1e-5)
+
+
+def test_bad_scan_flag_is_refused():
+  c = guided_config()
+  c.train.scan = 1
+  with pytest.raises(ValueError, match="config.train.scan must be a bool"):
+    training.Trainer(c, table_problem())
+
+
+def test_over_seeds_with_one_seed_equals_vmap():
+  fn = lambda p, x, k: (jnp.tanh(x @ p["w"]) * k, p["w"].sum())
+  p = {"w": jax.random.normal(jax.random.key(0), (1, 4, 3))}
+  x = jax.random.normal(jax.random.key(1), (5, 4))
+  got = trainer_lib.over_seeds(fn, (0, None, None), 1)(p, x, 2.0)
+  want = jax.vmap(fn, in_axes=(0, None, None))(p, x, 2.0)
+  for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(want)):
+    assert a.shape == b.shape
+    np.testing.assert_allclose(a, b, rtol=1e-6)

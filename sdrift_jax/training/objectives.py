@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Optional, Union
+from typing import Callable, Optional, Union
 
 import jax
 import jax.numpy as jnp
@@ -107,6 +107,11 @@ class Objective:
     num_uncond: unconditional negatives per group (0: no guidance).
     omega_range: ``(min, max, exponent)`` of the training ``omega``.
     eval_omega: the ``omega`` samples are drawn at.
+    features: ``None``, or a frozen encoder ``(feature_params, x [n, d]) -> {name:
+      [n, L, C]}`` (:attr:`sdrift_jax.training.Problem.features`, set with
+      :meth:`with_features`): the loss is then the sum over its feature sets of each
+      set's feature-drift loss, averaged over groups, and the methods take the encoder's
+      parameters as ``feature_params``.
   """
   name: str
   spec: Optional[DriftSpec]
@@ -115,6 +120,24 @@ class Objective:
   num_uncond: int
   omega_range: tuple
   eval_omega: float
+  features: Optional[Callable[..., dict]] = None
+
+  def with_features(self, features) -> "Objective":
+    """This objective drifting the feature sets of ``features`` (``None``: the samples
+    themselves); only the ``'feature_drift'`` objective has feature sets."""
+    if features is not None and self.name != "feature_drift":
+      raise ValueError("a problem with a feature encoder needs config.loss.objective = "
+                       f"'feature_drift' (the loss over feature sets), got {self.name!r}")
+    return dataclasses.replace(self, features=features)
+
+  def feature_sets(self, x, feature_params, grad: bool = True) -> dict:
+    """``x [G, n, d]`` -> ``{name: [G, n, L, C]}`` through the encoder (all groups in
+    one batch); the encoder's parameters get no gradient, and with ``grad=False`` neither
+    does ``x`` (the positives and unconditional negatives)."""
+    sg = jax.lax.stop_gradient
+    G, n, d = x.shape
+    sets = self.features(sg(feature_params), (x if grad else sg(x)).reshape(G * n, d))
+    return {k: v.reshape(G, n, *v.shape[1:]) for k, v in sets.items()}
 
   @property
   def guided(self) -> bool:
@@ -133,11 +156,24 @@ class Objective:
   def sample_omega(self, key) -> jax.Array:
     return sample_omega(key, *self.omega_range)
 
-  def batch_loss(self, x, y_pos, y_uncond, omega, tau):
+  def batch_loss(self, x, y_pos, y_uncond, omega, tau, feature_params=None):
     """Loss of a step over ``G`` groups: ``x [G, B, d]`` (differentiated), ``y_pos
     [G, P, d]``, ``y_uncond [G, U, d]`` or None, ``omega`` scalar or None, ``tau`` from
-    :meth:`tau_array` (may be traced). Returns ``(loss, drift_rms)``, each the mean over
-    groups (of the per-group loss and of the squared drift norms)."""
+    :meth:`tau_array` (may be traced), ``feature_params`` the encoder's (with
+    :attr:`features`). Returns ``(loss, drift_rms)``, each the mean over groups (of the
+    per-group loss and of the squared drift norms); with feature sets the loss is summed
+    over the sets and the drift RMS taken over all of them."""
+    if self.features is not None:
+      xs = self.feature_sets(x, feature_params)
+      ys = self.feature_sets(y_pos, feature_params, grad=False)
+      us = (None if y_uncond is None
+            else self.feature_sets(y_uncond, feature_params, grad=False))
+      total, sq = 0.0, 0.0
+      for k in sorted(xs):
+        loss, rms = self._groups_loss(xs[k], ys[k], None if us is None else us[k], omega,
+                                      tau)
+        total, sq = total + loss, sq + rms * rms
+      return total, jnp.sqrt(sq / len(xs))
     if self.name == "drift_field":
       # One vmapped drift and one loss over all G * B samples.
       sg = jax.lax.stop_gradient
@@ -145,6 +181,10 @@ class Objective:
       x2, V2 = x.reshape(-1, x.shape[-1]), V.reshape(-1, x.shape[-1])
       loss = 0.5 * jnp.mean(jnp.sum(jnp.square(x2 - sg(x2 + V2)), axis=-1))
       return loss, jnp.sqrt(jnp.mean(jnp.sum(V2 * V2, -1)))
+    return self._groups_loss(x, y_pos, y_uncond, omega, tau)
+
+  def _groups_loss(self, x, y_pos, y_uncond, omega, tau):
+    """The feature-drift loss vmapped over groups: mean loss, RMS drift."""
     if y_uncond is None:
       losses, rms = jax.vmap(lambda x, y: self.group_loss(x, y, None, 1.0, tau))(x, y_pos)
     else:
@@ -153,9 +193,9 @@ class Objective:
     return jnp.mean(losses), jnp.sqrt(jnp.mean(rms * rms))
 
   def group_loss(self, x, y_pos, y_uncond, omega, tau):
-    """Loss and drift RMS of one group: ``x [B, d]`` (differentiated), ``y_pos [P, d]``,
-    ``y_uncond [U, d]`` or None, ``omega`` scalar, ``tau``. Returns ``(loss,
-    drift_rms)``."""
+    """Loss and drift RMS of one group: ``x [B, d]`` or one feature set ``[B, L, C]``
+    (differentiated), ``y_pos`` and ``y_uncond`` (or None) alike, ``omega`` scalar,
+    ``tau``. Returns ``(loss, drift_rms)``."""
     if self.name == "drift_field":
       sg = jax.lax.stop_gradient
       V = self.spec(sg(x), y_pos, sg(x), tau)
@@ -166,9 +206,18 @@ class Objective:
     return (loss_lib.regression_loss(x, out),
             jnp.sqrt(jnp.mean(jnp.sum(out.drift * out.drift, -1))))
 
-  def marginal_errors(self, x, y, tau):
+  def marginal_errors(self, x, y, tau, feature_params=None):
     """``[2]``: the largest marginal error of the positive and negative couplings of one
-    group (``x [n, d]``, ``y [m, d]``, no guidance)."""
+    group (``x [n, d]``, ``y [m, d]``, no guidance); with feature sets, the largest over
+    the sets."""
+    if self.features is not None:
+      xs = self.feature_sets(x[None], feature_params, grad=False)
+      ys = self.feature_sets(y[None], feature_params, grad=False)
+      errs = [self._marginal_errors(xs[k][0], ys[k][0], tau) for k in sorted(xs)]
+      return jnp.max(jnp.stack(errs), axis=0)
+    return self._marginal_errors(x, y, tau)
+
+  def _marginal_errors(self, x, y, tau):
     if self.name == "drift_field":
       info = self.spec.with_info(x, y, x, tau)
     else:

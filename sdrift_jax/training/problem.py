@@ -32,6 +32,13 @@ class Problem:
     table: optional :class:`PositiveTable`, the training data as a device array that
       the trainer shards over its mesh; ``sample_positives`` then takes it as a third
       argument, ``(key, n, table_arrays)``.
+    features: optional ``(feature_params, x [n, dim]) -> {name: [n, L, C]}``, a frozen
+      feature encoder: the ``'feature_drift'`` objective then drifts these feature sets
+      (generated, positive and unconditional samples alike) and sums their losses, with
+      gradients reaching the generator through the encoder (pixels through an image
+      encoder, say). ``None``: each sample is one feature set ``[n, 1, dim]``.
+    feature_params: the encoder's parameters, an argument of the compiled step (not a
+      constant baked into it); the objective stops their gradients.
   """
   dim: int
   sample_positives: Callable[..., jax.Array]
@@ -40,6 +47,8 @@ class Problem:
   num_classes: Optional[int] = None
   evaluators: Sequence[Any] = ()
   table: Optional["PositiveTable"] = None
+  features: Optional[Callable[..., dict]] = None
+  feature_params: Any = None
 
   @property
   def groups(self) -> int:
@@ -112,7 +121,7 @@ def sample_from_table(key, n: int, table) -> jax.Array:
 
 
 def class_conditional_problem(per_class_train, eval_sets, name: str = "data",
-                              evaluators=()) -> Problem:
+                              evaluators=(), features=None, feature_params=None) -> Problem:
   """A :class:`Problem` with one group per class; positives drawn with replacement.
 
   Args:
@@ -122,8 +131,11 @@ def class_conditional_problem(per_class_train, eval_sets, name: str = "data",
     eval_sets: list of ``C`` held-out arrays ``[M_c, dim]``.
     name: label for logs.
     evaluators: see :class:`Problem`.
+    features: see :class:`Problem`.
+    feature_params: see :class:`Problem`.
   """
   table = PositiveTable(per_class_train)
   return Problem(dim=table.dim, sample_positives=sample_from_table,
                  eval_data=tuple(eval_sets), name=name, num_classes=len(table.counts),
-                 evaluators=tuple(evaluators), table=table)
+                 evaluators=tuple(evaluators), table=table, features=features,
+                 feature_params=feature_params)

@@ -76,7 +76,11 @@ class Trainer:
     self.num_seeds = int(config.train.num_seeds)
     self.batch = int(config.train.batch_size)
     self.noise_dim = int(config.model.noise_dim)
-    self.objective = objectives.make_objective(config, copies=self.num_seeds * problem.groups)
+    self.objective = objectives.make_objective(
+        config, copies=self.num_seeds * problem.groups).with_features(problem.features)
+    self.scan = config.train.get("scan", True)
+    if not isinstance(self.scan, bool):
+      raise ValueError(f"config.train.scan must be a bool, got {self.scan!r}")
     if self.objective.guided and problem.table is None:
       raise ValueError("classifier-free guidance draws unconditional negatives from the "
                        "problem's data table; this problem has none")
@@ -149,7 +153,7 @@ class Trainer:
     x = self.generate(params, eps.reshape(G * n, -1), labels, omega)
     return x.reshape(G, n, -1)
 
-  def _step(self, params, opt_state, key, table, tau):
+  def _step(self, params, opt_state, key, table, tau, feature_params=None):
     k_eps, k_pos = jax.random.split(key)
     k_unc, k_omega = jax.random.split(jax.random.fold_in(key, 1))
     G = self.problem.groups
@@ -161,7 +165,7 @@ class Trainer:
 
     def loss_fn(p):
       x = self.generate_groups(p, eps, omega)
-      return self.objective.batch_loss(x, y_pos, y_unc, omega, tau)
+      return self.objective.batch_loss(x, y_pos, y_unc, omega, tau, feature_params)
 
     (loss, drift_rms), grads = jax.value_and_grad(loss_fn, has_aux=True)(params)
     updates, opt_state = self.tx.update(grads, opt_state, params)
@@ -186,47 +190,72 @@ class Trainer:
     temperatures reuses the compiled program).
 
     With ``train.ema_decay = d > 0`` every optimizer step is followed by
-    ``ema <- d * ema + (1 - d) * params``. The training data table (if any) is an
-    argument of the compiled function, not a constant baked into it, so it keeps its
-    sharding and is not copied per call.
+    ``ema <- d * ema + (1 - d) * params``. The training data table (if any) and the
+    problem's feature-encoder parameters are arguments of the compiled function, not
+    constants baked into it, so the table keeps its sharding and neither is copied per
+    call.
+
+    ``train.scan = False`` compiles one step and calls it ``length`` times from Python
+    (the same keys, so the same steps): XLA's CPU backend ran a convolutional
+    generator's step about 20 times slower inside ``lax.scan`` than as a jitted call
+    (8.2 s against 0.37 s per step; ``docs/performance.md``).
     """
-    if length not in self._compiled:
-      self._compiled[length] = jax.jit(self._chunk_fn(length), donate_argnums=0)
-    jitted = self._compiled[length]
-    return lambda state, seed_keys, tau: jitted(state, seed_keys, self.device_table(), tau)
+    n = length if self.scan else 1
+    if n not in self._compiled:
+      self._compiled[n] = jax.jit(self._chunk_fn(n), donate_argnums=0)
+    jitted = self._compiled[n]
+    aux = self.problem.feature_params
+    if self.scan:
+      return lambda state, seed_keys, tau: jitted(state, seed_keys, self.device_table(),
+                                                  tau, aux)
+
+    def loop(state, seed_keys, tau):
+      table, metrics = self.device_table(), []
+      for _ in range(length):
+        state, m = jitted(state, seed_keys, table, tau, aux)
+        metrics.append(m)
+      return state, jax.tree.map(lambda *ms: jnp.concatenate(ms, axis=1), *metrics)
+    return loop
 
   def _chunk_fn(self, length: int):
-    def one_seed(params, opt_state, ema, seed_key, step0, table, tau):
+    def one_seed(params, opt_state, ema, seed_key, step0, table, tau, aux):
       def body(carry, i):
         p, o, e = carry
-        p, o, m = self._step(p, o, jax.random.fold_in(seed_key, step0 + i), table, tau)
+        p, o, m = self._step(p, o, jax.random.fold_in(seed_key, step0 + i), table, tau,
+                             aux)
         if e is not None:
           e = optax.incremental_update(p, e, 1.0 - self.ema_decay)
         return (p, o, e), m
-      carry, ms = jax.lax.scan(body, (params, opt_state, ema), jnp.arange(length))
-      return carry, ms
+      if length == 1:  # no loop: convolutions inside one run far slower on the CPU
+        carry, m = body((params, opt_state, ema), 0)
+        return carry, jax.tree.map(lambda v: v[None], m)
+      return jax.lax.scan(body, (params, opt_state, ema), jnp.arange(length))
 
-    def chunk(state: TrainState, seed_keys, table, tau):
-      (params, opt_state, ema), ms = jax.vmap(
-          one_seed, in_axes=(0, 0, 0, 0, None, None, None))(
-              state.params, state.opt_state, state.ema, seed_keys, state.step, table, tau)
+    def chunk(state: TrainState, seed_keys, table, tau, aux):
+      (params, opt_state, ema), ms = over_seeds(
+          one_seed, (0, 0, 0, 0, None, None, None, None), self.num_seeds)(
+              state.params, state.opt_state, state.ema, seed_keys, state.step, table, tau,
+              aux)
       return TrainState(params, opt_state, state.step + length, ema), ms
     return chunk
 
   def make_sampler(self):
     """Jitted ``(params [S], eps [G, n, noise]) -> samples [S, G, n, dim]``."""
     if "sampler" not in self._compiled:
-      self._compiled["sampler"] = jax.jit(jax.vmap(self.generate_groups, in_axes=(0, None)))
+      self._compiled["sampler"] = jax.jit(over_seeds(self.generate_groups, (0, None),
+                                                     self.num_seeds))
     return self._compiled["sampler"]
 
   def make_diagnostics(self):
-    """Jitted ``(x [S, G, n, dim], y [G, n, dim], tau) -> [S, 2]``: the largest marginal
-    error over groups of the positive and negative couplings."""
+    """``(x [S, G, n, dim], y [G, n, dim], tau) -> [S, 2]``: the largest marginal
+    error over groups of the positive and negative couplings (jitted)."""
     if "diagnostics" not in self._compiled:
-      per_group = jax.vmap(self.objective.marginal_errors, in_axes=(0, 0, None))
+      per_group = jax.vmap(self.objective.marginal_errors, in_axes=(0, 0, None, None))
       self._compiled["diagnostics"] = jax.jit(jax.vmap(
-          lambda x, y, tau: jnp.max(per_group(x, y, tau), axis=0), in_axes=(0, None, None)))
-    return self._compiled["diagnostics"]
+          lambda x, y, tau, aux: jnp.max(per_group(x, y, tau, aux), axis=0),
+          in_axes=(0, None, None, None)))
+    jitted = self._compiled["diagnostics"]
+    return lambda x, y, tau: jitted(x, y, tau, self.problem.feature_params)
 
   def evaluate(self, params, eval_eps, tau, raw_params=None) -> tuple[dict, np.ndarray]:
     """Runs the evaluators (the defaults and the problem's) on samples of ``params``.
@@ -256,6 +285,22 @@ class Trainer:
   @property
   def evaluators(self) -> tuple:
     return evaluators.default_evaluators() + tuple(self.problem.evaluators)
+
+
+def over_seeds(fn, in_axes, num_seeds: int):
+  """``jax.vmap(fn, in_axes)`` over the leading seed axis; for one seed, ``fn`` on the
+  arrays with that axis dropped, its outputs given it back. The same values, but a
+  convolution stays a plain convolution: vmapped over its weights, XLA makes it a grouped
+  one, which ran a convolutional generator's step 14 times slower on the CPU (5.3 s
+  against 0.37 s)."""
+  if num_seeds != 1:
+    return jax.vmap(fn, in_axes=in_axes)
+
+  def single(*args):
+    args = [a if ax is None else jax.tree.map(lambda v: v[0], a)
+            for a, ax in zip(args, in_axes)]
+    return jax.tree.map(lambda v: v[None], fn(*args))
+  return single
 
 
 #: Trainers by problem and static config, so that the settings of a sweep that differ only
