@@ -46,8 +46,10 @@ def _tau_text(tau) -> str:
 COLUMNS = (tables.Column("tau", lambda row: _tau_text(row["tau"]), "---:"),) + tuple(
     tables.metric_column(f"{name} {label}", key, fmt, method)
     for method, name in (("baseline", "baseline"), ("sinkhorn", "Sinkhorn"))
-    for label, key, fmt in (("FD", "fd", "{:.1f}"), ("Acc", "accuracy", "{:.1f}"),
-                            ("Prec", "precision", "{:.3f}"), ("Rec", "recall", "{:.3f}")))
+    for label, key, fmt in (("FD", "fd", "{:.1f}"), ("FD/class", "fd_per_class_mean", "{:.1f}"),
+                            ("Acc", "accuracy", "{:.1f}"),
+                            ("Prec", "precision", "{:.3f}"), ("Rec", "recall", "{:.3f}"),
+                            ("steps/s", "steps_per_s", "{:.2f}")))
 
 
 def check_features_config(fc) -> None:
@@ -224,11 +226,12 @@ def write_table(config, workdir, results, context, seconds, planned) -> str:
       f"T = {config.drift.T}.", "",
       "FD: Frechet distance between Gaussians fitted to the 128-d penultimate features "
       "of the project's MNIST classifier (test accuracy "
-      f"{s['classifier_accuracy']:.2f}%), all classes pooled, "
-      f"{config.eval.num_samples} generated vs the held-out images per class: NOT "
-      "Inception FID. Acc: class accuracy (%) of the generated digits by that "
+      f"{s['classifier_accuracy']:.2f}%), {config.eval.num_samples} generated vs the "
+      "held-out images per class, all classes pooled (FD/class: per class, averaged; "
+      "the logs' FD(clf)): NOT Inception FID. Acc: class accuracy (%) of the generated digits by that "
       "classifier. Prec / Rec: k-NN (k = 3) precision and recall in the same feature "
-      "space, per class, averaged over classes.", ""]
+      "space, per class, averaged over classes. steps/s: median training rate between "
+      "evaluations.", ""]
   lines += tables.markdown(COLUMNS, tables.group_rows(results, ("tau",), "method"))
   with_grids = [r for r in results if "grid_array" in r]
   if with_grids:
