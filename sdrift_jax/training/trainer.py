@@ -196,9 +196,9 @@ class Trainer:
     call.
 
     ``train.scan = False`` compiles one step and calls it ``length`` times from Python
-    (the same keys, so the same steps): XLA's CPU backend ran a convolutional
-    generator's step about 20 times slower inside ``lax.scan`` than as a jitted call
-    (8.2 s against 0.37 s per step; ``docs/performance.md``).
+    (the same keys, so the same steps): XLA's CPU backend ran the pixel generator's step
+    7.4 times slower inside ``lax.scan`` than as a jitted call (6.17 s against 0.83 s;
+    ``python -m benchmarks.pixel_step_cpu``, ``docs/performance.md``).
     """
     n = length if self.scan else 1
     if n not in self._compiled:
@@ -226,7 +226,7 @@ class Trainer:
         if e is not None:
           e = optax.incremental_update(p, e, 1.0 - self.ema_decay)
         return (p, o, e), m
-      if length == 1:  # no loop: convolutions inside one run far slower on the CPU
+      if length == 1:  # no loop: convolutions inside one run ~7x slower on the CPU
         carry, m = body((params, opt_state, ema), 0)
         return carry, jax.tree.map(lambda v: v[None], m)
       return jax.lax.scan(body, (params, opt_state, ema), jnp.arange(length))
@@ -290,9 +290,9 @@ class Trainer:
 def over_seeds(fn, in_axes, num_seeds: int):
   """``jax.vmap(fn, in_axes)`` over the leading seed axis; for one seed, ``fn`` on the
   arrays with that axis dropped, its outputs given it back. The same values, but a
-  convolution stays a plain convolution: vmapped over its weights, XLA makes it a grouped
-  one, which ran a convolutional generator's step 14 times slower on the CPU (5.3 s
-  against 0.37 s)."""
+  convolution stays a plain convolution (vmapped over its weights, XLA makes it a
+  grouped one): the pixel generator's step took 1.00 s vmapped against 0.83 s
+  (``python -m benchmarks.pixel_step_cpu``)."""
   if num_seeds != 1:
     return jax.vmap(fn, in_axes=in_axes)
 
