@@ -63,7 +63,11 @@ def field_axis(name: str, values: str, dotted: str) -> Axis:
 def tau_axis() -> Axis:
   """``sweep.taus`` -> ``drift.tau`` (a float, or a tuple of several temperatures)."""
   def apply(config, tau):
-    config.drift.tau = tuple(map(float, tau)) if isinstance(tau, (list, tuple)) else float(tau)
+    # A sweep may mix single temperatures and tuples of several (the field's type then
+    # changes from setting to setting).
+    with config.drift.ignore_type():
+      config.drift.tau = (tuple(map(float, tau)) if isinstance(tau, (list, tuple))
+                          else float(tau))
 
   def dirname(tau):
     return "tau" + ("+".join(f"{t:g}" for t in tau) if isinstance(tau, (list, tuple))

@@ -32,6 +32,17 @@ def test_setting_config_applies_each_axis_to_a_copy():
   assert isinstance(sweep.setting_config(c, dict(setting, tau=1), toy.AXES).drift.tau, float)
 
 
+
+@pytest.mark.parametrize("variant", ["sweep", "tau=0.05"])
+def test_tau_axis_mixes_single_temperatures_and_tuples(variant):
+  # The pixel config's default tau is a tuple of three; single ones must apply too.
+  c = load("mnist_pixels.py", variant)
+  axes = (sweep.tau_axis(), sweep.method_axis())
+  taus = [sweep.setting_config(c, s, axes).drift.tau for s in sweep.settings(c, axes)]
+  want = [t for t in c.sweep.taus for _ in range(2)]
+  assert taus == [tuple(t) if isinstance(t, (list, tuple)) else t for t in want]
+  assert any(isinstance(t, float) for t in taus)
+
 def test_setting_dir_names_each_axis_value():
   setting = dict(target="moons", cost="euclidean", tau=0.05, normalization="two_sided")
   assert sweep.setting_dir("/w", setting, toy.AXES) == "/w/moons/euclidean/tau0.05/two_sided"
