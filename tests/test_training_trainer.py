@@ -165,6 +165,17 @@ def test_shared_trainer_is_reused_across_temperatures_only():
   assert training.shared_trainer(other_lr, problem) is not first
   from experiments import toy  # pylint: disable=g-import-not-at-top
   assert training.shared_trainer(c, toy.make_problem(c)) is not first  # another problem
+  # Several temperatures: a step of another shape, so another trainer; the same count
+  # of temperatures shares it.
+  multi = toy_config()
+  with multi.drift.ignore_type():
+    multi.drift.tau = (0.05, 0.2)
+  second = training.shared_trainer(multi, problem)
+  assert second is not first
+  assert second.objective.tau_array((0.1, 0.3)).shape == (2,)
+  with multi.drift.ignore_type():
+    multi.drift.tau = (0.1, 0.3)
+  assert training.shared_trainer(multi, problem) is second
 
 
 def test_chunk_takes_tau_per_call_without_recompiling():

@@ -312,7 +312,10 @@ _SHARED_MAX = 4
 def _static_key(config) -> str:
   """The config without the fields a trainer takes per call or never reads."""
   d = config.to_dict()
-  d.get("drift", {}).pop("tau", None)
+  drift = d.get("drift", {})
+  if "tau" in drift:  # its value is an argument of the step; its shape is not
+    tau = drift.pop("tau")
+    drift["tau_count"] = len(tau) if isinstance(tau, (list, tuple)) else None
   for block in ("sweep", "logging"):
     d.pop(block, None)
   return json.dumps(d, sort_keys=True, default=str)
