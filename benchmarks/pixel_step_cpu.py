@@ -38,15 +38,23 @@ def build(batch: int, scan: bool, vmap_one_seed: bool):
   c.drift.tau = tuple(c.sweep.taus[0])
   c.train.batch_size = batch
   c.train.scan = scan
+  trainer = training.Trainer(c, problem)
+  return trainer, trainer.init()
+
+
+def first_chunk(trainer, state, length, vmap_one_seed):
+  """Compiles and runs the first chunk; with ``vmap_one_seed`` the trainer's seed map is
+  ``jax.vmap`` even for one seed while the chunk is traced (the program keeps it)."""
   original = trainer_lib.over_seeds
   if vmap_one_seed:
     trainer_lib.over_seeds = lambda fn, in_axes, _: jax.vmap(fn, in_axes=in_axes)
   try:
-    trainer = training.Trainer(c, problem)
-    state = trainer.init()
+    chunk = trainer.make_chunk(length)
+    state, m = chunk(state, trainer.seed_keys(), trainer.objective.tau_array())
+    jax.block_until_ready(m)
   finally:
     trainer_lib.over_seeds = original
-  return trainer, state
+  return chunk, state
 
 
 def main():
@@ -62,11 +70,9 @@ def main():
   runs = {}
   for name, (scan, vm) in variants.items():
     trainer, state = build(args.batch, scan, vm)
-    chunk = trainer.make_chunk(args.chunk)
     keys, tau = trainer.seed_keys(), trainer.objective.tau_array()
     t0 = time.perf_counter()
-    state, m = chunk(state, keys, tau)
-    jax.block_until_ready(m)
+    chunk, state = first_chunk(trainer, state, args.chunk, vm)
     print(f"{name}: first chunk (compile + run) {time.perf_counter() - t0:.1f} s")
     runs[name] = [trainer, state, chunk, keys, tau, []]
   for _ in range(args.rounds):

@@ -108,19 +108,28 @@ def classifier_loss(model, x, y, key=None):
   return jnp.mean(optax.softmax_cross_entropy_with_integer_labels(model(x), y))
 
 
-def mae_loss(model, x, _, key):
-  """The masked autoencoder's loss (:func:`sdrift_jax.pixel_models.mae_loss`)."""
-  return pixel_models.mae_loss(model, x, key)
+def mae_loss(settings):
+  """The masked autoencoder's loss (:func:`sdrift_jax.pixel_models.mae_loss`) with the
+  masking settings of ``config.encoder``."""
+  ratio, weight = float(settings.max_mask_ratio), float(settings.visible_weight)
+  if not 0.0 < ratio <= 1.0 or weight < 0.0:
+    raise ValueError("config.encoder needs 0 < max_mask_ratio <= 1 and visible_weight "
+                     f">= 0, got {ratio} and {weight}")
+
+  def loss(model, x, _, key):
+    return pixel_models.mae_loss(model, x, key, max_mask_ratio=ratio, visible_weight=weight)
+  return loss
 
 
-#: The cached helper networks: kind -> (its config block, builder, loss). The kind's
-#: position is its random stream, so a kind added at the end changes no other's weights.
+#: The cached helper networks: kind -> (its config block, builder, loss of the settings).
+#: The kind's position is its random stream, so a kind added at the end changes no
+#: other's weights. The settings (the whole config block) are the cache key.
 KINDS = {
     "autoencoder": ("autoencoder",
                     lambda s, rngs: models.ConvAutoencoder(int(s.latent_dim), rngs=rngs),
-                    ae_loss),
+                    lambda s: ae_loss),
     "classifier": ("classifier", lambda s, rngs: models.SmallCNN(rngs=rngs),
-                   classifier_loss),
+                   lambda s: classifier_loss),
     "encoder": ("encoder",
                 lambda s, rngs: pixel_models.MaskedConvEncoder(tuple(s.widths), rngs=rngs),
                 mae_loss),
@@ -165,8 +174,8 @@ def cached_model(kind: str, config, data, cache_dir: str):
   # A fixed stream per kind (Python's hash() of a string changes from process to process).
   rngs = nnx.Rngs(params=jax.random.fold_in(jax.random.key(int(config.seed)),
                                             list(KINDS).index(kind)))
-  _, build, loss_fn = KINDS[kind]
-  model = build(settings, rngs)
+  _, build, loss_of = KINDS[kind]
+  model, loss_fn = build(settings, rngs), loss_of(settings)
   ckpt = checkpoint_lib.Checkpointer(directory, max_to_keep=1)
   graphdef, params = nnx.split(model)
   try:

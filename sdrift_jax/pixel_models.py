@@ -5,7 +5,7 @@ feature encoder whose feature sets it is trained to match (Deng et al., App. A.5
   ``28 x 28`` image in ``[0, 1]``, returned flat ``[B, 784]`` so that it is a sample of
   dimension 784 to the trainer.
 * :class:`MaskedConvEncoder`: three convolutional stages (14 x 14, 7 x 7, 4 x 4) trained
-  as a masked autoencoder (``experiments/pixel_encoder.py``): patches of the input are
+  as a masked autoencoder (kind ``'encoder'`` of ``experiments/mnist_models.py``): patches of the input are
   hidden and the light decoder reconstructs the image from the deepest stage. Its
   feature maps, turned into feature sets by :func:`sdrift_jax.feature_sets.feature_sets`,
   are what the generator's drift is computed on.
@@ -134,11 +134,13 @@ def patch_mask(key: jax.Array, batch: int, max_ratio: float = 0.75) -> jax.Array
   return jnp.repeat(jnp.repeat(hidden, MASK_PATCH, 1), MASK_PATCH, 2)[..., None]
 
 
-def mae_loss(model: MaskedConvEncoder, images: jax.Array, key: jax.Array) -> jax.Array:
+def mae_loss(model: MaskedConvEncoder, images: jax.Array, key: jax.Array, *,
+             max_mask_ratio: float = 0.75, visible_weight: float = 0.1) -> jax.Array:
   """Binary cross-entropy of the reconstruction, hidden pixels weighted 1 and visible
-  ones 0.1 (mostly a prediction of what is hidden, as in a masked autoencoder)."""
-  mask = patch_mask(key, images.shape[0])
+  ones ``visible_weight`` (mostly a prediction of what is hidden, as in a masked
+  autoencoder); masks from :func:`patch_mask` with ``max_mask_ratio``."""
+  mask = patch_mask(key, images.shape[0], max_mask_ratio)
   logits = model.reconstruct_logits(images, mask)
   bce = jnp.maximum(logits, 0) - logits * images + jnp.log1p(jnp.exp(-jnp.abs(logits)))
-  weight = mask + 0.1 * (1.0 - mask)
+  weight = mask + visible_weight * (1.0 - mask)
   return jnp.sum(bce * weight) / jnp.sum(weight)

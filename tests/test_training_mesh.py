@@ -150,3 +150,14 @@ def test_problem_without_a_table_has_no_device_table():
   assert training.Trainer(c, toy_problem(c)).device_table() is None
   assert training.Trainer(load("latents.py", "smoke"), table_problem(dim=16)).device_table()[
       0].shape == (3, 50, 16)
+
+
+@pytest.mark.heavy
+def test_feature_encoder_weights_are_replicated_on_the_mesh():
+  proc = subprocess.run([sys.executable, os.path.join(ROOT, "tests",
+                                                      "feature_encoder_mesh_script.py"), ROOT],
+                        capture_output=True, text=True, timeout=600)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  r = json.loads(proc.stdout.strip().splitlines()[-1])
+  assert r["max_param_diff"] <= 1e-5, r
+  np.testing.assert_allclose(r["loss_one"], r["loss_two"], rtol=1e-5)

@@ -109,6 +109,13 @@ def test_feature_encoder_objective_sums_set_losses_and_freezes_the_encoder(metho
   assert not np.allclose(gx, gx2)
 
 
+def test_feature_encoder_without_sets_is_refused():
+  objective = objectives.make_objective(guided_config()).with_features(lambda p, x: {})
+  x = jnp.zeros((1, 4, 6))
+  with pytest.raises(ValueError, match="returned no feature sets"):
+    objective.batch_loss(x, x, None, None, objective.tau_array(), {})
+
+
 def test_feature_encoder_needs_the_feature_drift_objective():
   c = toy_setting(load("toy.py", "smoke"))
   with pytest.raises(ValueError, match="needs config.loss.objective = 'feature_drift'"):

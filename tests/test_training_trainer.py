@@ -236,8 +236,8 @@ def test_bad_scan_flag_is_refused():
 
 
 def test_over_seeds_with_one_seed_equals_vmap():
-  fn = lambda p, x, k: (jnp.tanh(x @ p["w"]) * k, p["w"].sum())
-  p = {"w": jax.random.normal(jax.random.key(0), (1, 4, 3))}
+  fn = lambda p, x, k: (jnp.tanh(x @ p["w"]) * k, p["w"].sum(), p["ema"])
+  p = {"w": jax.random.normal(jax.random.key(0), (1, 4, 3)), "ema": None}
   x = jax.random.normal(jax.random.key(1), (5, 4))
   got = trainer_lib.over_seeds(fn, (0, None, None), 1)(p, x, 2.0)
   want = jax.vmap(fn, in_axes=(0, None, None))(p, x, 2.0)

@@ -137,6 +137,8 @@ class Objective:
     sg = jax.lax.stop_gradient
     G, n, d = x.shape
     sets = self.features(sg(feature_params), (x if grad else sg(x)).reshape(G * n, d))
+    if not sets:
+      raise ValueError("the problem's feature encoder returned no feature sets")
     return {k: v.reshape(G, n, *v.shape[1:]) for k, v in sets.items()}
 
   @property

@@ -3,8 +3,9 @@ sampler, evaluation) built from a config and a :class:`Problem`.
 
 The model is a Flax NNX module, trained functionally: ``nnx.split`` yields a static graph
 definition and a pytree of parameters. A run trains ``num_seeds`` independent generators
-together (a leading seed axis, ``jax.vmap``), in chunks of ``log_every`` steps per
-compiled call (``lax.scan``). The key of step ``t`` of seed ``s`` is
+together (a leading seed axis, ``jax.vmap``; one seed is not vmapped), in chunks of
+``log_every`` steps per compiled call (``lax.scan``; with ``train.scan = False`` one
+compiled step called per step, for convolutional models on the CPU). The key of step ``t`` of seed ``s`` is
 ``fold_in(fold_in(key(seed), s), t)``, so a resumed run takes exactly the steps an
 uninterrupted one takes. The temperature is an argument of the compiled chunk, so the
 settings of a sweep that differ only in ``tau`` share one program
@@ -101,6 +102,11 @@ class Trainer:
     self.mesh, self.batch_spec = mesh_lib.make_mesh(config.get("parallel"), problem.groups,
                                                     self.batch)
     self._compiled = {}  # the jitted functions, built once and reused by every run
+    # The feature encoder's weights, replicated on the mesh like the state.
+    self.feature_params = problem.feature_params
+    if self.mesh is not None and self.feature_params is not None:
+      self.feature_params = jax.device_put(self.feature_params,
+                                           mesh_lib.replicated(self.mesh))
 
   def device_table(self):
     """The problem's data table as ``(rows, counts)`` device arrays placed on this
@@ -196,7 +202,8 @@ class Trainer:
     call.
 
     ``train.scan = False`` compiles one step and calls it ``length`` times from Python
-    (the same keys, so the same steps): XLA's CPU backend ran the pixel generator's step
+    (the same keys, so the same steps up to float rounding: another program): XLA's CPU
+    backend ran the pixel generator's step
     7.4 times slower inside ``lax.scan`` than as a jitted call (6.17 s against 0.83 s;
     ``python -m benchmarks.pixel_step_cpu``, ``docs/performance.md``).
     """
@@ -204,7 +211,7 @@ class Trainer:
     if n not in self._compiled:
       self._compiled[n] = jax.jit(self._chunk_fn(n), donate_argnums=0)
     jitted = self._compiled[n]
-    aux = self.problem.feature_params
+    aux = self.feature_params
     if self.scan:
       return lambda state, seed_keys, tau: jitted(state, seed_keys, self.device_table(),
                                                   tau, aux)
@@ -255,7 +262,7 @@ class Trainer:
           lambda x, y, tau, aux: jnp.max(per_group(x, y, tau, aux), axis=0),
           in_axes=(0, None, None, None)))
     jitted = self._compiled["diagnostics"]
-    return lambda x, y, tau: jitted(x, y, tau, self.problem.feature_params)
+    return lambda x, y, tau: jitted(x, y, tau, self.feature_params)
 
   def evaluate(self, params, eval_eps, tau, raw_params=None) -> tuple[dict, np.ndarray]:
     """Runs the evaluators (the defaults and the problem's) on samples of ``params``.
