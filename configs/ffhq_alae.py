@@ -48,10 +48,6 @@ def get_config(arg=None):
     if not assignments.get("path"):
       # Runs out of the box: the latents' shape (6 classes x 512-d) drawn synthetically.
       c.data.update(source="synthetic", train_per_class=200)
-  tau = assignments.pop("tau", None)
-  if tau is not None:
-    c.sweep.taus = (config_lib.parse_float("tau", tau),)
-  config_lib.apply_assignments(c, assignments, ALIASES)
-  config_lib.check_per_setting(c, [ALIASES.get(k, k) for k in assignments], PER_SETTING,
-                               "configs/ffhq_alae.py")
+  config_lib.apply_sweep_assignments(c, assignments, ALIASES, PER_SETTING,
+                                     "configs/ffhq_alae.py")
   return c

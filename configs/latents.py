@@ -97,10 +97,6 @@ def get_config(arg=None):
   if "smoke" in flags:
     c.data.update(num_classes=3, dim=16, rank=4, train_per_class=200)
     make_smoke(c)
-  tau = assignments.pop("tau", None)
-  if tau is not None:
-    c.sweep.taus = (config_lib.parse_float("tau", tau),)
-  config_lib.apply_assignments(c, assignments, ALIASES)
-  config_lib.check_per_setting(c, [ALIASES.get(k, k) for k in assignments], PER_SETTING,
-                               "configs/latents.py")
+  config_lib.apply_sweep_assignments(c, assignments, ALIASES, PER_SETTING,
+                                     "configs/latents.py")
   return c

@@ -111,10 +111,6 @@ def get_config(arg=None):
     c.train.update(steps=20, batch_size=16, log_every=10, eval_every=20, checkpoint_every=20)
     c.eval.num_samples = 32
     c.drift.T = 5
-  tau = assignments.pop("tau", None)
-  if tau is not None:
-    c.sweep.taus = (config_lib.parse_float("tau", tau),)
-  config_lib.apply_assignments(c, assignments, ALIASES)
-  config_lib.check_per_setting(c, [ALIASES.get(k, k) for k in assignments], PER_SETTING,
-                               "configs/mnist.py")
+  config_lib.apply_sweep_assignments(c, assignments, ALIASES, PER_SETTING,
+                                     "configs/mnist.py")
   return c

@@ -100,10 +100,6 @@ def get_config(arg=None):
     c.train.update(steps=4, batch_size=8, log_every=2, eval_every=4, checkpoint_every=2)
     c.eval.num_samples = 20
     c.drift.T = 5
-  tau = assignments.pop("tau", None)
-  if tau is not None:
-    c.sweep.taus = (config_lib.parse_float("tau", tau),)
-  config_lib.apply_assignments(c, assignments, ALIASES)
-  config_lib.check_per_setting(c, [ALIASES.get(k, k) for k in assignments], PER_SETTING,
-                               "configs/mnist_pixels.py")
+  config_lib.apply_sweep_assignments(c, assignments, ALIASES, PER_SETTING,
+                                     "configs/mnist_pixels.py")
   return c

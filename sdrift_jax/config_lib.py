@@ -141,6 +141,20 @@ def apply_assignments(config, assignments: dict[str, str], aliases: dict[str, st
     set_typed(config, dotted, value)
 
 
+def apply_sweep_assignments(config, assignments: dict[str, str], aliases: dict[str, str],
+                            per_setting: dict[str, str], config_name: str) -> None:
+  """The end of a sweep config's ``get_config``: ``tau=x`` sets ``sweep.taus = (x,)``,
+  the other assignments are applied (:func:`apply_assignments`), and overrides of the
+  fields each setting sets are refused (:func:`check_per_setting`)."""
+  assignments = dict(assignments)
+  tau = assignments.pop("tau", None)
+  if tau is not None:
+    config.sweep.taus = (parse_float("tau", tau),)
+  apply_assignments(config, assignments, aliases)
+  check_per_setting(config, [aliases.get(k, k) for k in assignments], per_setting,
+                    config_name)
+
+
 def check_per_setting(config, keys, per_setting: dict[str, str], config_name: str) -> None:
   """Refuses overrides of fields that a sweep sets per setting, which would be ignored.
 

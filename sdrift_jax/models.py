@@ -63,20 +63,29 @@ class MLPGenerator(nnx.Module):
                omega: Optional[jax.Array] = None) -> jax.Array:
     """Maps noise ``[B, noise_dim]`` (and labels ``[B]``, ``omega [B]``) to samples
     ``[B, out_dim]``."""
-    h = eps
-    if self.embed is not None:
-      if labels is None:
-        raise ValueError("this generator is class-conditional: pass labels")
-      h = jnp.concatenate([h, self.embed(labels)], axis=-1)
-    if (omega is None) != (self.omega_in is None):
-      raise ValueError("omega must be given exactly when the generator has model.omega_dim "
-                       "> 0 (classifier-free guidance)")
-    if omega is not None:
-      o = self.omega_out(jax.nn.silu(self.omega_in(omega.astype(eps.dtype)[:, None])))
-      h = jnp.concatenate([h, o], axis=-1)
+    h = conditioned_input(self, eps, labels, omega)
     for layer in self.hidden:
       h = self.act(layer(h))
     return self.out(h)
+
+
+def conditioned_input(module, eps: jax.Array, labels: Optional[jax.Array],
+                      omega: Optional[jax.Array]) -> jax.Array:
+  """The noise, concatenated with ``module.embed(labels)`` (if ``module.embed``) and with
+  ``omega_out(SiLU(omega_in(omega)))`` (if ``module.omega_in``); refuses a missing
+  label or an ``omega`` the module does not take (or a missing one it needs)."""
+  h = eps
+  if module.embed is not None:
+    if labels is None:
+      raise ValueError("this generator is class-conditional: pass labels")
+    h = jnp.concatenate([h, module.embed(labels)], axis=-1)
+  if (omega is None) != (module.omega_in is None):
+    raise ValueError("omega must be given exactly when the generator has model.omega_dim "
+                     "> 0 (classifier-free guidance)")
+  if omega is not None:
+    o = module.omega_out(jax.nn.silu(module.omega_in(omega.astype(eps.dtype)[:, None])))
+    h = jnp.concatenate([h, o], axis=-1)
+  return h
 
 
 def _torch_like_linear(fan_in: int, fan_out: int, rngs: nnx.Rngs) -> nnx.Linear:

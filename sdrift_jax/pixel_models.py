@@ -61,17 +61,7 @@ class ConvGenerator(nnx.Module):
                omega: Optional[jax.Array] = None) -> jax.Array:
     """Noise ``[B, noise_dim]`` (and labels ``[B]``, ``omega [B]``) -> images flattened
     to ``[B, 784]`` in ``[0, 1]``."""
-    c = eps
-    if self.embed is not None:
-      if labels is None:
-        raise ValueError("this generator is class-conditional: pass labels")
-      c = jnp.concatenate([c, self.embed(labels)], axis=-1)
-    if (omega is None) != (self.omega_in is None):
-      raise ValueError("omega must be given exactly when the generator has model.omega_dim "
-                       "> 0 (classifier-free guidance)")
-    if omega is not None:
-      o = self.omega_out(jax.nn.silu(self.omega_in(omega.astype(eps.dtype)[:, None])))
-      c = jnp.concatenate([c, o], axis=-1)
+    c = models.conditioned_input(self, eps, labels, omega)
     B = eps.shape[0]
     h = self.act(self.inp(c)).reshape(B, 7, 7, self.width)
     h = self.act(self.conv7(h) + self.bias7(c)[:, None, None, :])
