@@ -204,7 +204,7 @@ class Trainer:
     ``train.scan = False`` compiles one step and calls it ``length`` times from Python
     (the same keys, so the same steps up to float rounding: another program): XLA's CPU
     backend ran the pixel generator's step
-    7.4 times slower inside ``lax.scan`` than as a jitted call (6.17 s against 0.83 s;
+    6.5 times slower inside ``lax.scan`` than as a jitted call (5.73 s against 0.89 s;
     ``python -m benchmarks.pixel_step_cpu``, ``docs/performance.md``).
     """
     n = length if self.scan else 1
@@ -298,7 +298,7 @@ def over_seeds(fn, in_axes, num_seeds: int):
   """``jax.vmap(fn, in_axes)`` over the leading seed axis; for one seed, ``fn`` on the
   arrays with that axis dropped, its outputs given it back. The same values, but a
   convolution stays a plain convolution (vmapped over its weights, XLA makes it a
-  grouped one): the pixel generator's step took 1.00 s vmapped against 0.83 s
+  grouped one): the pixel generator's step took 0.99 s vmapped against 0.89 s
   (``python -m benchmarks.pixel_step_cpu``)."""
   if num_seeds != 1:
     return jax.vmap(fn, in_axes=in_axes)
