@@ -67,6 +67,19 @@ def test_tensorboard_scalars_read_back_with_their_values(tmp_path):
   assert images == [("samples", 20, 3, 4)]
 
 
+def test_non_finite_scalars_stay_out_of_tensorboard_quietly(tmp_path, caplog):
+  w = writers.TensorBoardWriter(str(tmp_path / "tb"))
+  with caplog.at_level("WARNING"):
+    w.write_scalars(10, dict(marginal_error_neg=[float("nan"), 0.5], w2=float("inf"),
+                             loss=[1.0, 3.0]))
+  w.close()
+  scalars, _ = read_events(str(tmp_path / "tb"))
+  got = {(tag, step): value for tag, step, value in scalars}
+  assert got == pytest.approx({("marginal_error_neg/seed1", 10): 0.5, ("loss", 10): 2.0,
+                               ("loss/seed0", 10): 1.0, ("loss/seed1", 10): 3.0})
+  assert "NaN or Inf" not in caplog.text
+
+
 def test_a_run_writes_metrics_and_tensorboard_with_the_same_values(tmp_path):
   c = toy_config(steps=20)
   c.train.num_seeds = 2

@@ -88,14 +88,18 @@ class TensorBoardWriter(MetricWriter):
     self._writer = tensorboardX.SummaryWriter(logdir, flush_secs=30)
 
   def write_scalars(self, step, scalars):
+    # NaN and inf (a coupling's marginal error where its kernel underflows, say) go to
+    # metrics.jsonl only: tensorboardX would log a warning for each.
     for name, value in scalars.items():
       values = _per_seed(value)
       if values is None:
         continue
-      self._writer.add_scalar(name, float(np.mean(values)), int(step))
+      if np.all(np.isfinite(values)):
+        self._writer.add_scalar(name, float(np.mean(values)), int(step))
       if len(values) > 1:
         for s, v in enumerate(values):
-          self._writer.add_scalar(f"{name}/seed{s}", v, int(step))
+          if np.isfinite(v):
+            self._writer.add_scalar(f"{name}/seed{s}", v, int(step))
 
   def write_images(self, step, images):
     for name, image in images.items():
