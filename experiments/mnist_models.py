@@ -207,6 +207,13 @@ def cached_model(kind: str, config, data, cache_dir: str):
   return graphdef, params
 
 
+def digit_grid(samples: np.ndarray, per_class: int = 8) -> np.ndarray:
+  """``[C, n, 784]`` images (flat or ``28 x 28 (x 1)``) -> ``[28 C, 28 per_class]``: row
+  ``c`` holds the first ``per_class`` images of class ``c``."""
+  x = np.asarray(samples)[:, :per_class].reshape(samples.shape[0], per_class, 28, 28)
+  return x.transpose(0, 2, 1, 3).reshape(samples.shape[0] * 28, per_class * 28)
+
+
 def batched(fn, x, batch: int = 1000):
   """Applies a jitted ``fn`` to ``x`` in slices of ``batch`` rows."""
   return jnp.concatenate([fn(x[i:i + batch]) for i in range(0, x.shape[0], batch)])
@@ -247,7 +254,5 @@ class LatentSpace:
     as a PNG."""
     from sdrift_jax import plotting  # pylint: disable=g-import-not-at-top
     z = samples[:, :per_class].reshape(-1, samples.shape[-1])
-    images = np.asarray(self.decode(jnp.asarray(z)))[..., 0]
-    images = images.reshape(samples.shape[0], per_class, 28, 28)
-    grid = images.transpose(0, 2, 1, 3).reshape(samples.shape[0] * 28, per_class * 28)
-    plotting.save_image(grid, path)
+    images = np.asarray(self.decode(jnp.asarray(z)))
+    plotting.save_image(digit_grid(images.reshape(samples.shape[0], per_class, -1)), path)

@@ -39,11 +39,7 @@ AXES = (sweep.tau_axis(), sweep.method_axis())
 STAGES = ("s1", "s2", "s3")
 
 
-def _tau_text(tau) -> str:
-  return "+".join(f"{t:g}" for t in tau) if isinstance(tau, (list, tuple)) else f"{tau:g}"
-
-
-COLUMNS = (tables.Column("tau", lambda row: _tau_text(row["tau"]), "---:"),) + tuple(
+COLUMNS = (tables.Column("tau", lambda row: sweep.tau_text(row["tau"]), "---:"),) + tuple(
     tables.metric_column(f"{name} {label}", key, fmt, method)
     for method, name in (("baseline", "baseline"), ("sinkhorn", "Sinkhorn"))
     for label, key, fmt in (("FD", "fd", "{:.1f}"), ("FD/class", "fd_per_class_mean", "{:.1f}"),
@@ -113,12 +109,6 @@ class PixelSpace:
     return np.asarray(mnist_models.batched(self._embed, jnp.asarray(x, jnp.float32)))
 
 
-def grid_image(samples: np.ndarray, per_class: int = 8) -> np.ndarray:
-  """``[C, n, 784]`` -> ``[28 C, 28 per_class]``: row ``c`` holds class ``c``."""
-  x = np.asarray(samples)[:, :per_class].reshape(samples.shape[0], per_class, 28, 28)
-  return x.transpose(0, 2, 1, 3).reshape(samples.shape[0] * 28, per_class * 28)
-
-
 def save_grids(path: str, results: list[dict]) -> None:
   """One figure with every run's grid side by side, titled by method and tau, rows
   labelled by class."""
@@ -128,7 +118,7 @@ def save_grids(path: str, results: list[dict]) -> None:
   for ax, r in zip(axes[0], results):
     grid = np.load(r["grid_array"])
     ax.imshow(grid, cmap="gray", vmin=0, vmax=1)
-    ax.set_title(f"{r['method']}\ntau {_tau_text(r['tau'])}", fontsize=9)
+    ax.set_title(f"{r['method']}\ntau {sweep.tau_text(r['tau'])}", fontsize=9)
     ax.set_xticks([])
     ax.set_yticks(np.arange(10) * 28 + 14)
     ax.set_yticklabels([str(c) for c in range(10)], fontsize=7)
@@ -183,11 +173,9 @@ def run_setting(config, run_dir: str, context) -> dict:
   result = dict(fd=ev["fd_pooled"], fd_per_class_mean=ev["fd"], accuracy=ev["accuracy"],
                 precision=ev["precision"], recall=ev["recall"],
                 seconds=training.run_seconds(history, int(config.train.log_every)),
-                steps_per_s=float(np.median([r["steps_per_s"] for r in history
-                                             if "fd" not in r] or
-                                            [r["steps_per_s"] for r in history])))
+                steps_per_s=float(np.median([r["steps_per_s"] for r in history])))
   if jax.process_index() == 0:
-    grid = grid_image(out["samples"][0])
+    grid = mnist_models.digit_grid(out["samples"][0])
     result["grid"] = os.path.join(run_dir, "samples.png")
     result["grid_array"] = os.path.join(run_dir, "samples_grid.npy")
     np.save(result["grid_array"], grid)

@@ -60,6 +60,11 @@ def field_axis(name: str, values: str, dotted: str) -> Axis:
   return Axis(name, values, apply)
 
 
+def tau_text(tau) -> str:
+  """``0.05`` -> ``'0.05'``; several temperatures ``(0.02, 0.2)`` -> ``'0.02+0.2'``."""
+  return "+".join(f"{t:g}" for t in tau) if isinstance(tau, (list, tuple)) else f"{tau:g}"
+
+
 def tau_axis() -> Axis:
   """``sweep.taus`` -> ``drift.tau`` (a float, or a tuple of several temperatures)."""
   def apply(config, tau):
@@ -69,10 +74,7 @@ def tau_axis() -> Axis:
       config.drift.tau = (tuple(map(float, tau)) if isinstance(tau, (list, tuple))
                           else float(tau))
 
-  def dirname(tau):
-    return "tau" + ("+".join(f"{t:g}" for t in tau) if isinstance(tau, (list, tuple))
-                    else f"{tau:g}")
-  return Axis("tau", "taus", apply, dirname)
+  return Axis("tau", "taus", apply, lambda tau: "tau" + tau_text(tau))
 
 
 def kernel_axis() -> Axis:
