@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Mutation testing of the drift core with mutmut 3, one module per run, one worker.
+# Mutation testing of the drift core with mutmut 3, one module per run, one worker
+# (MUTATION_CHILDREN=2 for two).
 #
 # Usage (from the repository root, with mutmut installed: pip install 'mutmut>=3.8'):
 #   benchmarks/mutation.sh MODULE [MUTANT_PATTERN ...]
@@ -27,13 +28,22 @@ declare -A TESTS=(
   [costs]="tests/test_costs.py;tests/test_validation.py"
   [sinkhorn_solver]="tests/test_sinkhorn_solver.py;-k;not prop_3_1"
   # drift: a quick subset of tests/test_drift.py (the whole file runs ~5 min per mutant).
-  [drift]="tests/test_validation.py;tests/test_drift.py::test_matches_float64_numpy[sinkhorn-euclidean-True-True];tests/test_drift.py::test_matches_float64_numpy[two_sided-sqeuclidean-False-True];tests/test_drift.py::test_matches_float64_numpy[two_sided_joint-half_sqeuclidean-True-True];tests/test_drift.py::test_matches_float64_numpy[one_sided-sqeuclidean-True-False];tests/test_drift.py::test_marginal_errors_are_float64_column_errors;tests/test_drift.py::test_T1_and_one_sided_are_the_float64_row_softmax[True-euclidean];tests/test_drift.py::test_T_2k_plus_1_is_k_full_iterations_of_the_reference_code[0];tests/test_drift.py::test_T_2k_plus_1_is_k_full_iterations_of_the_reference_code[2];tests/test_drift.py::test_positive_part_is_a_convex_combination_matching_float64;tests/test_drift.py::test_relative_tau_is_tau_times_the_float64_mean_cost;tests/test_stabilized.py::test_auto_picks_scaling_for_positive_weights_and_matches_float64;tests/test_stabilized.py::test_concrete_weights_inside_jit_keep_the_scaling_domain;tests/test_stabilized.py::test_zero_weights_fall_back_to_the_log_domain;tests/test_drift.py::test_float32_inputs_stay_float32_with_x64_enabled;tests/test_blocked.py::test_blocked_rejects_normalizations_it_does_not_implement;tests/test_blocked.py::test_blocked_equals_dense[1.0-one_sided-1-sqeuclidean-True];tests/test_blocked.py::test_auto_picks_blocked_when_the_dense_matrices_would_not_fit"
-  [stabilized]="tests/test_stabilized.py"
-  [blocked]="tests/test_blocked.py"
-  [loss]="tests/test_loss.py"
-  [feature_couplings]="tests/test_loss.py"
+  [drift]="tests/test_validation.py;tests/test_drift.py::test_matches_float64_numpy[sinkhorn-euclidean-True-True];tests/test_drift.py::test_matches_float64_numpy[two_sided-sqeuclidean-False-True];tests/test_drift.py::test_matches_float64_numpy[two_sided_joint-half_sqeuclidean-True-True];tests/test_drift.py::test_matches_float64_numpy[one_sided-sqeuclidean-True-False];tests/test_drift.py::test_marginal_errors_are_float64_column_errors;tests/test_drift.py::test_T1_and_one_sided_are_the_float64_row_softmax[True-euclidean];tests/test_drift.py::test_T_2k_plus_1_is_k_full_iterations_of_the_reference_code[0];tests/test_drift.py::test_T_2k_plus_1_is_k_full_iterations_of_the_reference_code[2];tests/test_drift.py::test_positive_part_is_a_convex_combination_matching_float64;tests/test_drift.py::test_relative_tau_is_tau_times_the_float64_mean_cost;tests/test_stabilized.py::test_auto_picks_scaling_for_positive_weights_and_matches_float64;tests/test_stabilized.py::test_concrete_weights_inside_jit_keep_the_scaling_domain;tests/test_stabilized.py::test_zero_weights_fall_back_to_the_log_domain;tests/test_drift.py::test_float32_inputs_stay_float32_with_x64_enabled;tests/test_blocked.py::test_blocked_rejects_normalizations_it_does_not_implement;tests/test_blocked.py::test_blocked_equals_dense[1.0-one_sided-1-sqeuclidean-True];tests/test_blocked.py::test_auto_picks_blocked_when_the_dense_matrices_would_not_fit;tests/test_drift.py::test_multi_temperature_is_rms_normalized_sum;tests/test_drift.py::test_marginal_error_shrinks_with_T;tests/test_drift.py::test_float64_weights_with_float32_inputs_and_x64_enabled;tests/test_fast_paths.py::test_default_drift_equals_log_domain_and_float64[0.01-one_sided-1-True];tests/test_fast_paths.py::test_default_drift_equals_log_domain_and_float64[1.0-sinkhorn-41-False];tests/test_fast_paths.py::test_default_drift_equals_log_domain_and_float64[0.0001-sinkhorn-8-True];tests/test_fast_paths.py::test_one_sided_with_weights_keeps_the_column_weights;tests/test_blocked.py::test_blocked_equals_dense[0.05-sinkhorn-8-euclidean-True];tests/test_blocked.py::test_blocked_with_weights_and_several_temperatures"
+  # stabilized: the scaling path's own tests, one case each where they are parametrized
+  # (absorption, tiny tau, d = 64, the fallbacks, derivatives, batch axes, T = 1).
+  [stabilized]="tests/test_stabilized.py::test_coupling_equals_log_domain_and_float64[2-64-50-2-0.05];tests/test_stabilized.py::test_coupling_equals_log_domain_and_float64[9-64-50-2-0.05];tests/test_stabilized.py::test_coupling_equals_log_domain_and_float64[201-64-50-2-0.0001];tests/test_stabilized.py::test_forced_absorption_changes_nothing[5];tests/test_stabilized.py::test_coupling_row_fallback_matches_float64;tests/test_stabilized.py::test_vmap_folds_into_one_batch_and_matches_a_loop;tests/test_stabilized.py::test_derivatives_follow_the_log_domain_path;tests/test_stabilized.py::test_auto_picks_scaling_for_positive_weights_and_matches_float64;tests/test_fast_paths.py::test_barycentric_map_equals_coupling_product[2-40-70-16-0.001];tests/test_fast_paths.py::test_barycentric_map_equals_coupling_product[9-48-48-64-0.5];tests/test_fast_paths.py::test_barycentric_map_equals_coupling_product[41-64-50-2-0.0001];tests/test_fast_paths.py::test_barycentric_map_under_forced_absorption[5];tests/test_fast_paths.py::test_barycentric_map_row_fallback;tests/test_fast_paths.py::test_column_mass_derivative_matches_float64_central_differences;tests/test_fast_paths.py::test_leading_batch_axes_are_separate_problems;tests/test_drift.py::test_marginal_errors_are_float64_column_errors[sinkhorn-8-True];tests/test_drift.py::test_marginal_errors_are_float64_column_errors[one_sided-1-True]"
+  [blocked]="tests/test_blocked.py;tests/test_fast_paths.py;-k;not barycentric_map and not default_drift"
+  # The loss modules: one case of tests/test_loss.py's grid per form x normalization x
+  # CFG mode (costs and masks rotated; the whole 180-case grid is ~2 min per surviving
+  # mutant), and every other test of the file.
+  [loss]="LOSS_TESTS"
+  [feature_couplings]="LOSS_TESTS"
+  [feature_drift_core]="LOSS_TESTS"
 )
-IFS=';' read -r -a selection <<< "${TESTS[$module]}"
+LOSS_TESTS="tests/test_loss.py::test_matches_numpy_reference[split-one_sided-euclidean-maskNone-w1.0-weighted_cols-nou-fsTrue-K1-L1-raw-T8];tests/test_loss.py::test_matches_numpy_reference[split-one_sided-euclidean-maskFalse-w2.5-weighted_cols-u-fsFalse-K1-L4-raw-T41];tests/test_loss.py::test_matches_numpy_reference[split-two_sided-euclidean-maskTrue-w1.0-weighted_cols-nou-fsFalse-K1-L1-raw-T8];tests/test_loss.py::test_matches_numpy_reference[split-two_sided-sqeuclidean-maskNone-w2.5-weighted_cols-u-fsTrue-K1-L4-raw-T41];tests/test_loss.py::test_matches_numpy_reference[split-sinkhorn-sqeuclidean-maskFalse-w1.0-weighted_cols-nou-fsFalse-K3-L1-raw-T8];tests/test_loss.py::test_matches_numpy_reference[split-sinkhorn-sqeuclidean-maskTrue-w2.5-weighted_cols-u-fsFalse-K3-L1-raw-T41];tests/test_loss.py::test_matches_numpy_reference[split-sinkhorn-euclidean-maskNone-w3.0-none-u-fsFalse-K1-L4-unit-T8];tests/test_loss.py::test_matches_numpy_reference[split-sinkhorn-euclidean-maskFalse-w2.0-post_guidance-u-fsFalse-K3-L1-raw-T41];tests/test_loss.py::test_matches_numpy_reference[joint-one_sided-euclidean-maskTrue-w1.0-weighted_cols-nou-fsTrue-K3-L4-raw-T8];tests/test_loss.py::test_matches_numpy_reference[joint-one_sided-sqeuclidean-maskNone-w2.5-weighted_cols-u-fsTrue-K1-L1-raw-T41];tests/test_loss.py::test_matches_numpy_reference[joint-two_sided-sqeuclidean-maskFalse-w1.0-weighted_cols-nou-fsFalse-K3-L4-raw-T8];tests/test_loss.py::test_matches_numpy_reference[joint-two_sided-sqeuclidean-maskTrue-w2.5-weighted_cols-u-fsFalse-K1-L1-raw-T41];tests/test_loss.py::test_matches_numpy_reference[joint-sinkhorn-euclidean-maskNone-w1.0-weighted_cols-nou-fsFalse-K3-L1-raw-T8];tests/test_loss.py::test_matches_numpy_reference[joint-sinkhorn-euclidean-maskFalse-w2.5-weighted_cols-u-fsFalse-K1-L4-raw-T8];tests/test_loss.py::test_matches_numpy_reference[joint-sinkhorn-euclidean-maskTrue-w3.0-none-u-fsFalse-K1-L1-raw-T8];tests/test_loss.py::test_aggregate_kernels_matches_reference;tests/test_loss.py::test_post_guidance_with_aggregate_kernels;tests/test_loss.py::test_high_dimension_matmul_costs;tests/test_loss.py::test_scale_free;tests/test_loss.py::test_squared_cost_without_normalization_is_not_scale_free;tests/test_loss.py::test_translation_invariant;tests/test_loss.py::test_omega_one_equals_no_unconditional_negatives;tests/test_loss.py::test_guidance_moves_the_drift_away_from_unconditional_samples;tests/test_loss.py::test_weighted_cols_never_infeasible_and_none_is_refused;tests/test_loss.py::test_weighted_cols_marginal_is_met;tests/test_loss.py::test_uncond_weight_formula;tests/test_loss.py::test_scaling_path_and_log_domain_match_float64;tests/test_loss.py::test_vmap_over_classes_and_traced_omega;tests/test_loss.py::test_loss_gradient_is_the_drift;tests/test_loss.py::test_loss_of_2d_input_and_feature_sets_sum;tests/test_loss.py::test_relative_tau_drift_field_equals_feature_drift;tests/test_loss.py::test_bad_arguments_raise;tests/test_loss.py::test_bad_shapes_raise"
+spec=${TESTS[$module]}
+[[ $spec == LOSS_TESTS ]] && spec=$LOSS_TESTS
+IFS=';' read -r -a selection <<< "$spec"
 
 rm -rf "$work"
 mkdir -p "$work"
@@ -59,13 +69,21 @@ fi
   echo "process_isolation = forkserver"
   echo "forkserver_warmup = import"
   echo "preload_modules_file = preload.txt"
+  # A mutant that never ends a while_loop is a timeout after 4x the tests' recorded time
+  # (mutmut's default, 30x, spends a quarter of an hour on each).
+  echo "timeout_multiplier = 2.0"
 } > "$work/setup.cfg"
 printf '%s\n' numpy scipy.optimize scipy.special jax jax.numpy pytest sdrift_jax \
   ott.tools.sinkhorn_divergence > "$work/preload.txt"
 
 cd "$work"
+# Programs that a mutant does not change (the plain log-domain references, the other
+# modules) compile once for the whole run: JAX's persistent cache, keyed by the
+# program's text, so a mutated program never hits an unmutated entry.
+export JAX_COMPILATION_CACHE_DIR="$work/jax_cache"
+export JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS=0
 start=$(date +%s)
-nice -n 10 mutmut run --max-children 1 "$@" > run.log 2>&1 || true
+nice -n 10 mutmut run --max-children "${MUTATION_CHILDREN:-1}" "$@" > run.log 2>&1 || true
 echo "wall time: $(( $(date +%s) - start )) s" | tee -a run.log
 mutmut results --all true > results.txt 2>&1 || true
 # The last progress line: done/total, killed, ..., survived.

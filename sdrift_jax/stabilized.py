@@ -87,7 +87,7 @@ def _scaled_kernel(logits, log_a, log_b, T, bound, exact_sum):
   ones_u, ones_v = jnp.ones_like(a), jnp.ones_like(b)
   # flag: 0 = scalings in bounds; 1 = the last half-step is exact but left the bounds
   # (absorb it: one exp pass); 2 = the next half-step must be redone in the log domain.
-  state = (jnp.int32(0), f, g, rebuild(f, g), ones_u, ones_v, jnp.int32(0))
+  state = (jnp.int32(0), f, g, rebuild(f, g), ones_u, ones_v)
 
   def classify(sums, new):
     in_bounds = _in_bounds(new, bound)
@@ -95,7 +95,7 @@ def _scaled_kernel(logits, log_a, log_b, T, bound, exact_sum):
     return jnp.where(in_bounds, 0, jnp.where(exact, 1, 2)).astype(jnp.int32)
 
   def outer(state):
-    t, f, g, K, u, v, _ = state
+    t, f, g, K, u, v = state
 
     def half_step(inner):
       t, u, v, _ = inner
@@ -119,11 +119,11 @@ def _scaled_kernel(logits, log_a, log_b, T, bound, exact_sum):
                                        (t, u, v, jnp.int32(0)))
 
     def keep():
-      return t, f, g, K, u, v, jnp.int32(0)
+      return t, f, g, K, u, v
 
     def absorb():
       f2, g2 = f + jnp.log(u), g + jnp.log(v)
-      return t, f2, g2, rebuild(f2, g2), ones_u, ones_v, jnp.int32(0)
+      return t, f2, g2, rebuild(f2, g2), ones_u, ones_v
 
     def log_step():
       # Half-step t + 1 is not representable in the scaling domain (a row or column of
@@ -132,11 +132,11 @@ def _scaled_kernel(logits, log_a, log_b, T, bound, exact_sum):
       col = t % 2 == 1
       g3 = jnp.where(col, log_b - logsumexp(logits + f2[..., None], axis=1), g2)
       f3 = jnp.where(col, f2, log_a - logsumexp(logits + g2[:, None, :], axis=2))
-      return t + 1, f3, g3, rebuild(f3, g3), ones_u, ones_v, jnp.int32(0)
+      return t + 1, f3, g3, rebuild(f3, g3), ones_u, ones_v
 
     return jax.lax.switch(flag, (keep, absorb, log_step))
 
-  _, _, g, K, _, v, _ = jax.lax.while_loop(lambda s: s[0] < t_end, outer, state)
+  _, _, g, K, _, v = jax.lax.while_loop(lambda s: s[0] < t_end, outer, state)
   return K, g, v
 
 
