@@ -95,3 +95,24 @@ def test_blocked_memory_does_not_grow_with_n_times_m(monkeypatch):
   dense, tiled = temp_bytes("log"), temp_bytes("blocked")
   assert dense >= nm_bytes
   assert tiled < nm_bytes / 8, (tiled, nm_bytes)
+
+
+def test_block_rows_is_the_tile_size_in_rows():
+  assert blocked.block_rows(100, 30, 7 * 30) == 7
+  assert blocked.block_rows(100, 30, 7 * 30 + 29) == 7  # whole rows only
+  assert blocked.block_rows(100, 1, 10) == 10
+  assert blocked.block_rows(5, 30, 7 * 30) == 5  # at most n
+  assert blocked.block_rows(100, 1000, 10) == 1  # at least one row
+  assert blocked.block_rows(100, 2 ** 20) == blocked.TILE_ENTRIES // 2 ** 20
+
+
+def test_blocked_keeps_float32_with_x64_enabled(small_tiles):
+  """The padded last tile must take the inputs' dtype: float64 padding would promote the
+  drift and the column errors under x64."""
+  with jax.enable_x64(True):
+    x, y_pos, y_neg = clouds(23, n=30, m=30)
+    info = drift_field_with_info(x, y_pos, y_neg, 0.5, T=5, algorithm="blocked")
+    assert info.drift.dtype == jnp.float32
+    assert info.marginal_error_pos.dtype == jnp.float32
+    dense = drift_field(x, y_pos, y_neg, 0.5, T=5, algorithm="log")
+    np.testing.assert_allclose(info.drift, dense, rtol=1e-5, atol=1e-6)

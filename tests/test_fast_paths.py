@@ -195,6 +195,9 @@ def test_leading_batch_axes_are_separate_problems(T):
   P = stabilized.row_normalized_coupling(logits, log_a, log_b, T)
   Py, col = stabilized.barycentric_map(logits, log_a, log_b, ys, T, with_col_mass=True)
   assert P.shape == (2, 18, 12) and Py.shape == (2, 18, 2) and col.shape == (2, 12)
+  Py_only, zeros = stabilized.barycentric_map(logits, log_a, log_b, ys, T)  # no col mass
+  np.testing.assert_allclose(Py_only, Py, rtol=1e-6, atol=1e-7)
+  np.testing.assert_array_equal(zeros, np.zeros((2, 12), np.float32))
   # Measured at most 1.2e-7 relative; 1e-5 as elsewhere in this file.
   for k in range(2):
     a64, b64 = np.exp(np.asarray(log_a[k], np.float64)), np.exp(np.asarray(log_b[k], np.float64))

@@ -272,12 +272,61 @@ def test_loss_of_2d_input_and_feature_sets_sum():
   x2, y2 = x[:, 0], y[:, 0]
   a = feature_drift_loss(x2, y2, tau=0.05)
   assert float(a) == pytest.approx(float(feature_drift_loss(x, y, tau=0.05)), rel=1e-6)
+  # [N, C] is [N, 1, C] for the gradient too (a broadcast [N, C] + [N, 1, C] would keep
+  # the value and average the gradient over rows).
+  g2 = jax.grad(lambda v: feature_drift_loss(v, y2, tau=0.05))(jnp.asarray(x2))
+  g3 = jax.grad(lambda v: feature_drift_loss(v, y, tau=0.05))(jnp.asarray(x))
+  np.testing.assert_allclose(g2, g3[:, 0], rtol=1e-6, atol=1e-9)
   xb, yb, _ = sets(15, L=3, C=2)
   total, parts = feature_sets_loss({"a": x, "b": xb}, {"a": y, "b": yb}, tau=0.05)
   assert set(parts) == {"a", "b"}
   assert float(total) == pytest.approx(float(parts["a"] + parts["b"]), rel=1e-6)
   with pytest.raises(ValueError, match="same names"):
     feature_sets_loss({"a": x}, {"b": y}, tau=0.05)
+
+
+def test_feature_sets_loss_passes_each_sets_unconditional_negatives():
+  x, y, yu = sets(19, L=4, C=3)
+  xb, yb, yub = sets(20, L=1, C=2)
+  kw = dict(tau=0.05, omega=2.5)
+  total, parts = feature_sets_loss({"a": x, "b": xb}, {"a": y, "b": yb},
+                                   {"a": yu, "b": yub}, **kw)
+  assert float(total) == pytest.approx(float(parts["a"] + parts["b"]), rel=1e-6)
+  # The loss is mean(V^2) ~ 1 with or without them; its gradient -2 V / (N L C S) shows
+  # that each set got its own unconditional negatives.
+  grads = jax.grad(lambda xs: feature_sets_loss(xs, {"a": y, "b": yb}, {"a": yu, "b": yub},
+                                                **kw)[0])({"a": jnp.asarray(x),
+                                                           "b": jnp.asarray(xb)})
+  for name, args in (("a", (x, y, yu)), ("b", (xb, yb, yub))):
+    with_u, without_u = feature_drift(*args, **kw), feature_drift(*args[:2], **kw)
+    want = -2 * with_u.drift / (args[0].size * with_u.scale)
+    np.testing.assert_allclose(grads[name], want, rtol=1e-5, atol=1e-9)
+    assert rel_err(with_u.drift, without_u.drift) > 0.05
+  with pytest.raises(ValueError, match=r"same names: x \['a', 'b'\], y_pos \['a', 'b'\], "
+                                       r"y_uncond \['a'\]"):
+    feature_sets_loss({"a": x, "b": xb}, {"a": y, "b": yb}, {"a": yu}, **kw)
+  with pytest.raises(ValueError, match="^no feature sets given$"):
+    feature_sets_loss({}, {}, tau=0.05)
+
+
+def test_feature_inputs_are_checked_and_lists_accepted():
+  x, y, _ = sets(21)
+  with pytest.raises(ValueError, match=r"^x must be an array of shape \[n, L, C\] or "
+                                       r"\[n, C\], got None$"):
+    feature_drift(None, y, tau=0.05)
+  with pytest.raises(ValueError, match="^y_pos must have a floating dtype, got int32$"):
+    feature_drift(x, y.astype(np.int32), tau=0.05)
+  from_lists = feature_drift(x.tolist(), y.tolist(), tau=0.05)
+  np.testing.assert_array_equal(from_lists.drift, feature_drift(x, y, tau=0.05).drift)
+
+
+def test_omega_must_be_a_real_scalar_and_integers_are_accepted():
+  x, y, yu = sets(22)
+  for bad in (np.array([2.0]), 2j, True):
+    with pytest.raises(ValueError, match="^omega must be a real scalar"):
+      feature_drift(x, y, yu, tau=0.05, omega=bad)
+  as_int = feature_drift(x, y, yu, tau=0.05, omega=2)
+  np.testing.assert_array_equal(as_int.drift, feature_drift(x, y, yu, tau=0.05, omega=2.0).drift)
 
 
 def test_relative_tau_drift_field_equals_feature_drift():
