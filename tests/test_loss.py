@@ -329,6 +329,39 @@ def test_omega_must_be_a_real_scalar_and_integers_are_accepted():
   np.testing.assert_array_equal(as_int.drift, feature_drift(x, y, yu, tau=0.05, omega=2.0).drift)
 
 
+def test_cost_aliases_are_the_canonical_costs():
+  x, y, _ = sets(26)
+  for alias, name in (("laplacian", "euclidean"), ("gaussian", "sqeuclidean")):
+    np.testing.assert_array_equal(feature_drift(x, y, tau=0.05, cost=alias).drift,
+                                  feature_drift(x, y, tau=0.05, cost=name).drift)
+
+
+def test_smallest_accepted_sets_and_empty_unconditional_negatives():
+  """Two generated samples and one positive are enough; zero unconditional negatives are
+  none at all (float64 reference for the first)."""
+  x, y, yu = sets(24)
+  got = feature_drift(x[:2], y[:1], tau=0.05, normalization="two_sided")
+  want = feature_drift_np(x[:2], y[:1], None, tau=(0.05,), normalization="two_sided")
+  assert rel_err(got.drift, want["drift"]) < RTOL
+  one = feature_drift(x, y, yu[:1], tau=0.05, omega=2.0)
+  want = feature_drift_np(x, y, yu[:1], tau=(0.05,), omega=2.0)
+  assert rel_err(one.drift, want["drift"]) < RTOL
+  np.testing.assert_array_equal(feature_drift(x, y, yu[:0], tau=0.05, omega=2.0).drift,
+                                feature_drift(x, y, None, tau=0.05, omega=2.0).drift)
+  with pytest.raises(ValueError, match="^y_pos must hold at least one sample$"):
+    feature_drift(x, y[:0], tau=0.05)
+
+
+def test_inputs_promote_to_a_common_dtype_under_x64():
+  x, y, yu = sets(25)
+  with jax.enable_x64(True):
+    assert feature_drift(x, y.astype(np.float64), tau=0.05).drift.dtype == jnp.float64
+    assert feature_drift(x.astype(np.float64), y, tau=0.05).drift.dtype == jnp.float64
+    assert feature_drift(x, y, yu.astype(np.float64), tau=0.05,
+                         omega=2.0).drift.dtype == jnp.float64
+    assert feature_drift(x, y, yu, tau=0.05, omega=2.0).drift.dtype == jnp.float32
+
+
 def test_relative_tau_drift_field_equals_feature_drift():
   """drift_field(relative_tau=True) is the scale-free drift with L = 1, in data units."""
   rng = np.random.default_rng(16)
@@ -350,20 +383,26 @@ def test_relative_tau_drift_field_equals_feature_drift():
 # -- bad input ---------------------------------------------------------------------------
 
 @pytest.mark.parametrize("kwargs,match", [
-    (dict(normalization="two_sided_joint"), "normalization"),
-    (dict(form="both"), "form"),
-    (dict(cost="half_sqeuclidean"), "cost"),
-    (dict(unit_vectors=True, cost="sqeuclidean"), "unit_vectors"),
-    (dict(uncond_marginal="post_guidance", form="joint"), "post_guidance"),
-    (dict(uncond_marginal="post_guidance", normalization="one_sided"), "post_guidance"),
-    (dict(aggregate_kernels=True, normalization="two_sided"), "aggregate_kernels"),
+    (dict(normalization="two_sided_joint"), "^unknown normalization 'two_sided_joint'"),
+    (dict(form="both"), "^unknown form 'both'"),
+    (dict(cost="half_sqeuclidean"), "^unknown cost 'half_sqeuclidean'"),
+    (dict(uncond_marginal="cols"), "^unknown uncond_marginal 'cols'"),
+    (dict(algorithm="blocked"), "^unknown algorithm 'blocked'"),
+    (dict(unit_vectors=True, cost="sqeuclidean"), "^unit_vectors=True needs cost='euclidean'"),
+    (dict(uncond_marginal="post_guidance", form="joint"), "^uncond_marginal='post_guidance'"),
+    (dict(uncond_marginal="post_guidance", normalization="one_sided"),
+     "^uncond_marginal='post_guidance'"),
+    (dict(aggregate_kernels=True, normalization="two_sided"), "^aggregate_kernels=True needs"),
     (dict(T=2.5), "T must be an int"),
     (dict(tau=-0.1), "tau"),
     (dict(tau="abc"), "tau"),
-    (dict(omega="2"), "omega"),
-    (dict(omega=float("nan")), "omega"),
-    (dict(mask_self="yes"), "mask_self"),
-    (dict(feature_scale=1), "feature_scale"),
+    (dict(omega="2"), "^omega must be a real number"),
+    (dict(omega=float("nan")), "^omega must be finite"),
+    (dict(mask_self="yes"), "^mask_self must be None or a bool"),
+    (dict(feature_scale=1), "^feature_scale must be a bool"),
+    (dict(normalize="no"), "^normalize must be a bool"),
+    (dict(unit_vectors=0), "^unit_vectors must be a bool"),
+    (dict(aggregate_kernels=None), "^aggregate_kernels must be a bool"),
 ])
 def test_bad_arguments_raise(kwargs, match):
   x, y, yu = sets(17)
@@ -381,5 +420,5 @@ def test_bad_shapes_raise():
     feature_drift(x, y, yu[..., :2], tau=0.05)
   with pytest.raises(ValueError, match="at least 2"):
     feature_drift(x[:1], y, tau=0.05)
-  with pytest.raises(ValueError, match="shape"):
+  with pytest.raises(ValueError, match=r"^x must have shape \[n, L, C\] or \[n, C\], got \(3,\)$"):
     feature_drift(x[0, 0], y, tau=0.05)
