@@ -19,7 +19,7 @@ def small_tiles(monkeypatch):
 
 @pytest.mark.parametrize("normalization,T,cost,mask_self", [
     ("sinkhorn", 41, "sqeuclidean", False), ("sinkhorn", 8, "euclidean", True),
-    ("sinkhorn", 3, "half_sqeuclidean", False), ("one_sided", 1, "sqeuclidean", True)])
+    ("sinkhorn", 3, "half_sqeuclidean", False), ("one_sided", 41, "sqeuclidean", True)])
 @pytest.mark.parametrize("tau_rel", [1e-3, 0.05, 1.0])
 def test_blocked_equals_dense(small_tiles, normalization, T, cost, mask_self, tau_rel):
   x, y_pos, y_neg = clouds(21, n=46, m=30, d=3)

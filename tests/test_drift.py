@@ -297,3 +297,18 @@ def test_float64_weights_with_float32_inputs_and_x64_enabled():
     want = drift_field_with_info(x, y_pos, y_neg, 0.5, T=5, algorithm="log",
                                  weights_x=w.astype(np.float32))
     np.testing.assert_allclose(info.drift, want.drift, rtol=1e-6, atol=1e-7)
+
+
+def test_defaults_and_options_reach_both_entry_points():
+  """drift_field and drift_field_with_info: the default T is 41 (20 full iterations and
+  the row normalization, not 21), and algorithm and relative_tau are passed on."""
+  x, y_pos, y_neg = clouds(24)
+  for fn in (drift_field, lambda *a, **k: drift_field_with_info(*a, **k).drift):
+    np.testing.assert_array_equal(fn(x, y_pos, y_neg, 0.5), fn(x, y_pos, y_neg, 0.5, T=41))
+    assert rel_err(fn(x, y_pos, y_neg, 0.5, T=41), fn(x, y_pos, y_neg, 0.5, T=42)) > 1e-6
+    np.testing.assert_allclose(fn(x, y_pos, None, 0.2, relative_tau=True),
+                               ref.drift(x, y_pos, None, 0.2 * float(ref.cost(
+                                   x, np.concatenate([y_pos, x]), "sqeuclidean").mean()), 41),
+                               rtol=1e-5, atol=1e-6)
+  with pytest.raises(ValueError, match="blocked"):
+    drift_field_with_info(x, y_pos, y_neg, 0.5, normalization="two_sided", algorithm="blocked")
