@@ -320,13 +320,29 @@ def test_feature_inputs_are_checked_and_lists_accepted():
   np.testing.assert_array_equal(from_lists.drift, feature_drift(x, y, tau=0.05).drift)
 
 
-def test_omega_must_be_a_real_scalar_and_integers_are_accepted():
+def test_omega_must_be_a_real_scalar_defaults_to_one_and_integers_are_accepted():
   x, y, yu = sets(22)
   for bad in (np.array([2.0]), 2j, True):
     with pytest.raises(ValueError, match="^omega must be a real scalar"):
       feature_drift(x, y, yu, tau=0.05, omega=bad)
+  np.testing.assert_array_equal(feature_drift(x, y, yu, tau=0.05).drift,  # default 1.0
+                                feature_drift(x, y, yu, tau=0.05, omega=1.0).drift)
   as_int = feature_drift(x, y, yu, tau=0.05, omega=2)
   np.testing.assert_array_equal(as_int.drift, feature_drift(x, y, yu, tau=0.05, omega=2.0).drift)
+
+
+@pytest.mark.parametrize("form", ["split", "joint"])
+def test_marginal_errors_are_means_over_locations(form):
+  """L identical locations give each location the one-location coupling, so the
+  marginal errors (a mean over locations of per-location L1 errors) equal the L = 1
+  ones; a sum over locations, or over the wrong axis, would not."""
+  x, y, yu = sets(27, L=1, C=3)
+  kw = dict(tau=(0.05, 0.2), omega=2.5, T=5, form=form)
+  one = feature_drift(x, y, yu, **kw)
+  four = feature_drift(*(np.repeat(v, 4, axis=1) for v in (x, y, yu)), **kw)
+  assert float(jnp.min(one.marginal_error_pos)) > 1e-3
+  for name in ("marginal_error_pos", "marginal_error_neg"):
+    np.testing.assert_allclose(getattr(four, name), getattr(one, name), rtol=1e-5)
 
 
 def test_cost_aliases_are_the_canonical_costs():
