@@ -23,6 +23,8 @@ def _bad_clouds():
     ("drift_field_with_info", lambda x, b: (x, x + 1, b, 0.1), "y_neg"),
     ("sinkhorn", lambda x, b: (x, b, 0.1), "y"),
     ("feature_drift", lambda x, b: (x, x + 1, b), "y_uncond"),
+    ("feature_drift", lambda x, b: (b, x + 1), "x"),
+    ("feature_drift", lambda x, b: (x, b), "y_pos"),
 ])
 def test_check_finite_names_argument_and_first_bad_row(fn, args, name):
   f = getattr(sdrift_jax, fn, None) or getattr(drift, fn)
