@@ -207,8 +207,17 @@ def test_weighted_cols_never_infeasible_and_none_is_refused():
   for omega in (1.0, 0.5):
     out = feature_drift(x, y, yu, tau=0.05, omega=omega, uncond_marginal="weighted_cols")
     assert np.all(np.isfinite(out.drift))
-    with pytest.raises(ValueError, match="infeasible"):
+    with pytest.raises(ValueError, match=rf"^omega={omega} gives the unconditional negatives "
+                       r"weight w <= 0, which uncond_marginal='none' turns into empty kernel "
+                       r"columns: Sinkhorn's column marginals are then infeasible\. Use "
+                       r"uncond_marginal='weighted_cols' or omega > 1$"):
       feature_drift(x, y, yu, tau=0.05, omega=omega, uncond_marginal="none")
+  # A traced omega cannot be checked, so 'none' is accepted under jit (omega > 1 here).
+  fn = jax.jit(lambda o: feature_drift(x, y, yu, tau=0.05, omega=o,
+                                       uncond_marginal="none").drift)
+  np.testing.assert_allclose(fn(2.0), feature_drift(x, y, yu, tau=0.05, omega=2.0,
+                                                    uncond_marginal="none").drift,
+                             rtol=1e-5, atol=1e-6)
 
 
 def test_weighted_cols_marginal_is_met():
@@ -402,6 +411,7 @@ def test_relative_tau_drift_field_equals_feature_drift():
     (dict(normalization="two_sided_joint"), "^unknown normalization 'two_sided_joint'"),
     (dict(form="both"), "^unknown form 'both'"),
     (dict(cost="half_sqeuclidean"), "^unknown cost 'half_sqeuclidean'"),
+    (dict(cost=["euclidean"]), r"^unknown cost \['euclidean'\]"),
     (dict(uncond_marginal="cols"), "^unknown uncond_marginal 'cols'"),
     (dict(algorithm="blocked"), "^unknown algorithm 'blocked'"),
     (dict(unit_vectors=True, cost="sqeuclidean"), "^unit_vectors=True needs cost='euclidean'"),
