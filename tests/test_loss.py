@@ -290,7 +290,8 @@ def test_loss_of_2d_input_and_feature_sets_sum():
   total, parts = feature_sets_loss({"a": x, "b": xb}, {"a": y, "b": yb}, tau=0.05)
   assert set(parts) == {"a", "b"}
   assert float(total) == pytest.approx(float(parts["a"] + parts["b"]), rel=1e-6)
-  with pytest.raises(ValueError, match="same names"):
+  with pytest.raises(ValueError, match=r"^feature sets must have the same names: "
+                                       r"x \['a'\], y_pos \['b'\]$"):
     feature_sets_loss({"a": x}, {"b": y}, tau=0.05)
 
 
