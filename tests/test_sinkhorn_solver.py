@@ -126,3 +126,37 @@ def test_default_half_iterations_are_101():
   default = float(sinkhorn_divergence(x, y, 0.05))
   assert default == float(sinkhorn_divergence(x, y, 0.05, T=101))
   assert default != float(sinkhorn_divergence(x, y, 0.05, T=99))
+
+
+def test_float32_inputs_and_weights_stay_float32_with_x64_enabled():
+  """With x64 on, default float arrays are float64: uniform or given float32 weights
+  must follow the clouds' float32, or they would promote the plan and the potentials."""
+  with jax.enable_x64(True):
+    x, y, _ = clouds(30, n=12, m=9)
+    w = np.linspace(0.5, 1.0, 9).astype(np.float32)
+    for kw in (dict(), dict(b=w)):
+      out = sinkhorn(x, y, 0.5, T=5, **kw)
+      assert all(np.asarray(v).dtype == np.float32 for v in out), (kw, [v.dtype for v in out])
+
+
+def test_bad_arguments_name_themselves():
+  x, y, _ = clouds(31, n=5, m=4, d=2)
+  bad = x.copy()
+  bad[2, 0] = np.nan
+  for args, kw, match in [
+      ((x[0], y, 0.1), {}, r"^x must have shape \[n, d\] \(rank 2\), got shape \(2,\)$"),
+      ((x, np.zeros((4, 3), np.float32), 0.1), {},
+       r"^point clouds must share the dimension d: x has d=2, y has d=3$"),
+      ((x, y, [0.1, 0.2]), {}, r"^tau must be a single temperature here, got a sequence$"),
+      ((x, y, 0.1), dict(a=np.ones(3)), r"^a must have shape \[5\], got \(3,\)$"),
+      ((bad, y, 0.1), {}, r"^x holds NaN or inf in row 2"),
+  ]:
+    with pytest.raises(ValueError, match=match):
+      sinkhorn(*args, **kw)
+
+
+def test_mixed_dtypes_promote_under_x64():
+  with jax.enable_x64(True):
+    x, y, _ = clouds(32, n=6, m=5)
+    for xx, yy in ((x.astype(np.float64), y), (x, y.astype(np.float64))):
+      assert sinkhorn(xx, yy, 0.5, T=3).f.dtype == np.float64
