@@ -355,6 +355,15 @@ def test_marginal_errors_are_means_over_locations(form):
     np.testing.assert_allclose(getattr(four, name), getattr(one, name), rtol=1e-5)
 
 
+def test_joint_sinkhorn_marginal_errors_vanish_when_converged():
+  x, y, yu = sets(28)
+  out = feature_drift(x, y, yu, tau=0.2, omega=2.5, form="joint", T=400)
+  assert float(jnp.max(out.marginal_error_pos)) < 1e-4
+  assert float(jnp.max(out.marginal_error_neg)) < 1e-4
+  short = feature_drift(x, y, yu, tau=0.2, omega=2.5, form="joint", T=1)
+  assert float(jnp.max(short.marginal_error_pos)) > 1e-2
+
+
 def test_cost_aliases_are_the_canonical_costs():
   x, y, _ = sets(26)
   for alias, name in (("laplacian", "euclidean"), ("gaussian", "sqeuclidean")):
