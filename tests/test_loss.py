@@ -358,8 +358,8 @@ def test_marginal_errors_are_means_over_locations(form):
 def test_joint_sinkhorn_marginal_errors_vanish_when_converged():
   x, y, yu = sets(28)
   out = feature_drift(x, y, yu, tau=0.2, omega=2.5, form="joint", T=400)
-  assert float(jnp.max(out.marginal_error_pos)) < 1e-4
-  assert float(jnp.max(out.marginal_error_neg)) < 1e-4
+  for err in (out.marginal_error_pos, out.marginal_error_neg):  # L1 errors: >= 0
+    assert 0.0 <= float(jnp.min(err)) and float(jnp.max(err)) < 1e-4
   short = feature_drift(x, y, yu, tau=0.2, omega=2.5, form="joint", T=1)
   assert float(jnp.max(short.marginal_error_pos)) > 1e-2
 
