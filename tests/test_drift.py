@@ -8,7 +8,8 @@ import pytest
 
 import numpy_reference as ref
 from conftest import clouds
-from sdrift_jax import NORMALIZATIONS, blocked, drift_field, drift_field_with_info
+from sdrift_jax import NORMALIZATIONS, blocked, drift_field, drift_field_with_info, drift_spec
+from sdrift_jax import drift as drift_lib
 
 COSTS = ("sqeuclidean", "half_sqeuclidean", "euclidean")
 
@@ -284,6 +285,43 @@ def test_float32_inputs_stay_float32_with_x64_enabled():
       info = drift_field_with_info(x, y_pos, y_neg, 0.5, T=5, algorithm="log", **kw)
       assert info.drift.dtype == jnp.float32, kw
       assert info.marginal_error_pos.dtype == jnp.float32, kw
+
+
+def test_any_float64_cloud_promotes_the_drift_under_x64():
+  """Mixed precision: one float64 cloud among float32 ones makes the drift float64, and
+  its value is the float64 drift of the same points."""
+  with jax.enable_x64(True):
+    x, y_pos, y_neg = (c.astype(np.float64) for c in clouds(15))
+    want = drift_field(x, y_pos, y_neg, 0.5, T=5)
+    for i in range(3):
+      args = [c if j == i else c.astype(np.float32) for j, c in enumerate((x, y_pos, y_neg))]
+      got = drift_field(*args, 0.5, T=5)
+      assert got.dtype == jnp.float64, i
+      want_i = drift_field(*(a.astype(np.float64) for a in args), 0.5, T=5)
+      np.testing.assert_array_equal(got, want_i)
+    assert rel_err(want, want_i) < 1e-6
+
+
+@pytest.mark.parametrize("m_pos,m_neg", [(37, 11), (11, 37)])
+def test_auto_sizes_the_problem_by_rows_and_the_larger_target_set(monkeypatch, m_pos, m_neg):
+  """'auto' is sized by N (rows of x, not its dimension), the larger of M_pos and M_neg,
+  and the inputs' float32 item size: blocked exactly when the dense matrices exceed the
+  budget."""
+  rng = np.random.default_rng(16)
+  x, y_pos, y_neg = (rng.normal(size=(n, 2)).astype(np.float32) for n in (40, m_pos, m_neg))
+  chosen = []
+  impl = drift_lib._drift_impl
+
+  def spy(*args, **kwargs):
+    chosen.append(kwargs["algorithm"])
+    return impl(*args, **kwargs)
+
+  monkeypatch.setattr(drift_lib, "_drift_impl", spy)
+  dense = drift_spec.DENSE_MATRICES * 40 * 37 * 4
+  for budget, want in ((dense, "scaling"), (dense - 1, "blocked")):
+    monkeypatch.setattr(drift_spec, "memory_budget_bytes", lambda b=budget: b)
+    drift_field(x, y_pos, y_neg, 0.5, T=5)
+    assert chosen[-1] == want, budget
 
 
 def test_float64_weights_with_float32_inputs_and_x64_enabled():

@@ -364,6 +364,48 @@ def test_joint_sinkhorn_marginal_errors_vanish_when_converged():
   assert float(jnp.max(short.marginal_error_pos)) > 1e-2
 
 
+@pytest.mark.parametrize("form", ["split", "joint"])
+@pytest.mark.parametrize("T", [4, 5])
+def test_unnormalized_drift_matches_float64(form, T):
+  """normalize=False keeps each temperature's drift at its own scale, so the joint plan's
+  total mass shows (an odd T ends on a row step, whose mass is the row marginal's)."""
+  x, y, yu = sets(30)
+  kw = dict(tau=(0.05, 0.2), omega=2.0, form=form, T=T, normalize=False)
+  got = feature_drift(x, y, yu, **kw)
+  want = feature_drift_np(x, y, yu, **kw)
+  assert rel_err(got.drift, want["drift"]) < RTOL
+
+
+@pytest.mark.parametrize("norm", ["one_sided", "two_sided"])
+@pytest.mark.parametrize("mask", [False, True])
+def test_joint_marginal_errors_match_float64(norm, mask):
+  """The joint form's diagnostics for the one- and two-sided couplings, whose plans do
+  not have unit mass: the column sums of the plan divided by its mass, against the
+  uniform target, L1 over each block and mean over locations (float64 NumPy)."""
+  x, y, _ = sets(29, u=0)
+  tau = 0.3
+  out = feature_drift(x, y, tau=tau, normalization=norm, form="joint", feature_scale=False,
+                      mask_self=mask)
+  x64, y64 = (np.swapaxes(v, 0, 1).astype(np.float64) for v in (x, y))  # [L, n, C]
+  dist = lambda a, b: np.sqrt(np.sum((a[:, :, None] - b[:, None]) ** 2, axis=-1))
+  n, P, C = x.shape[0], y.shape[0], x.shape[2]
+  logits = -np.concatenate([dist(x64, y64), dist(x64, x64)], axis=-1) / (tau * np.sqrt(C))
+  if mask:
+    logits[:, np.arange(n), P + np.arange(n)] = -np.inf
+  row = np.exp(logits - np.max(logits, -1, keepdims=True))
+  row /= row.sum(-1, keepdims=True)
+  if norm == "one_sided":
+    A = row
+  else:
+    col = np.exp(logits - np.max(logits, 1, keepdims=True))
+    A = np.sqrt(row * col / col.sum(1, keepdims=True))
+  err = np.abs(A.sum(1) / A.sum((1, 2))[:, None] - 1.0 / (P + n))   # [L, P + n]
+  want_pos, want_neg = err[:, :P].sum(-1).mean(), err[:, P:].sum(-1).mean()
+  assert want_pos > 1e-2 and want_neg > 1e-2
+  np.testing.assert_allclose(out.marginal_error_pos, [want_pos], rtol=1e-5)
+  np.testing.assert_allclose(out.marginal_error_neg, [want_neg], rtol=1e-5)
+
+
 def test_cost_aliases_are_the_canonical_costs():
   x, y, _ = sets(26)
   for alias, name in (("laplacian", "euclidean"), ("gaussian", "sqeuclidean")):
@@ -395,6 +437,11 @@ def test_inputs_promote_to_a_common_dtype_under_x64():
     assert feature_drift(x, y, yu.astype(np.float64), tau=0.05,
                          omega=2.0).drift.dtype == jnp.float64
     assert feature_drift(x, y, yu, tau=0.05, omega=2.0).drift.dtype == jnp.float32
+    # Python-float omegas are float64 under x64; no CFG mode may let that through.
+    for marginal in ("weighted_cols", "post_guidance", "none"):
+      out = feature_drift(x, y, yu, tau=0.05, omega=2.0, uncond_marginal=marginal)
+      assert out.drift.dtype == jnp.float32, marginal
+      assert out.marginal_error_neg.dtype == jnp.float32, marginal
 
 
 def test_relative_tau_drift_field_equals_feature_drift():

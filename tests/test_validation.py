@@ -31,7 +31,12 @@ Y = np.ones((4, 2), np.float32)
     (dict(T=True), "T must be an int"),
     (dict(normalization="softmax"), "unknown normalization 'softmax'"),
     (dict(cost="cosine"), "unknown cost 'cosine'"),
-    (dict(mask_self=True, y_neg=Y), "mask_self=True"),
+    (dict(x=np.zeros((5, 3), np.float32), y_neg=Y),
+     r"^point clouds must share the dimension d: x has d=3, y_pos has d=2, y_neg has d=2$"),
+    (dict(mask_self=True, y_neg=Y),
+     r"^mask_self=True masks the diagonal of the x-to-y_neg cost, so y_neg must be x "
+     r"\(same number of rows, at least 2\); got x \(5, 2\), y_neg \(4, 2\)$"),
+    (dict(mask_self=True, x=X[:1], y_neg=None), r"^mask_self=True .* got x \(1, 2\)"),
     (dict(mask_self="yes"), "mask_self must be a bool"),
     (dict(weights_pos=np.ones(3, np.float32)), r"weights_pos must have shape \[4\]"),
     (dict(weights_x=-np.ones(5, np.float32)), "weights_x must be finite, non-negative"),
@@ -64,3 +69,12 @@ def test_aliases_are_accepted():
   v = drift_field(X + np.arange(5, dtype=np.float32)[:, None], Y, None, 0.5, cost="gaussian")
   w = drift_field(X + np.arange(5, dtype=np.float32)[:, None], Y, None, 0.5, cost="sqeuclidean")
   np.testing.assert_array_equal(v, w)
+
+
+def test_mask_self_accepts_two_particles_and_one_dimension():
+  """The smallest self-masked problem (N = 2) and d = 1 run: the self-mask needs two rows,
+  not two dimensions."""
+  x2 = np.array([[0.0, 0.0], [1.0, 0.5]], np.float32)
+  assert np.all(np.isfinite(drift_field(x2, Y, None, 0.5, T=3, mask_self=True)))
+  x1 = np.linspace(0.0, 1.0, 5, dtype=np.float32)[:, None]
+  assert np.all(np.isfinite(drift_field(x1, Y[:, :1], None, 0.5, T=3, mask_self=True)))
