@@ -106,7 +106,9 @@ def _check_omega(omega):
     raise ValueError(f"omega must be a real scalar, got {omega!r}")
   if not validation.is_traced(arr) and not math.isfinite(float(arr)):
     raise ValueError(f"omega must be finite, got {float(arr)}")
-  return arr.astype(jnp.float32) if jnp.issubdtype(arr.dtype, jnp.integer) else arr
+  # An integer omega becomes the default float (float64 under x64, where a float32 omega
+  # would round the CFG weight of float64 features); the core casts it to the features'.
+  return arr.astype(jnp.result_type(float)) if jnp.issubdtype(arr.dtype, jnp.integer) else arr
 
 
 def _prepare(x, y_pos, y_uncond, tau, omega, normalization, form, T, cost, feature_scale,
