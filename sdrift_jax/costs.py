@@ -60,6 +60,25 @@ def squared_distances(x: jax.Array, y: jax.Array) -> jax.Array:
   return jnp.maximum(xx[:, None] + yy[None, :] - 2.0 * xy, 0.0)
 
 
+def row_shifted_logits(x: jax.Array, y: jax.Array, tau, cost: str = "sqeuclidean"):
+  """``-C(x, y) / tau`` up to a constant per row, or None where that is no cheaper.
+
+  For the squared costs above :data:`DIRECT_MAX_DIM`, ``-|x_i - y_j|^2`` is
+  ``2 x_i.y_j - |y_j|^2`` minus the row constant ``|x_i|^2``. A row softmax and a
+  Sinkhorn coupling (whose row scaling absorbs it) do not see a row constant, so their
+  callers may drop it: one add and the clip at zero fewer per entry, and no rounding
+  from ``|x_i|^2``. The logits are then at most ``|x_i|^2 / tau`` instead of at most 0.
+  Returns None for the Euclidean cost and at small ``d`` (the direct form is exact at
+  zero distance there).
+  """
+  name = canonical_cost(cost)
+  if name == "euclidean" or x.shape[-1] <= DIRECT_MAX_DIM:
+    return None
+  scale = (1.0 if name == "sqeuclidean" else 0.5) / tau
+  xy = jnp.matmul(x, y.T, precision=jax.lax.Precision.HIGHEST)
+  return (2.0 * xy - jnp.sum(y * y, axis=-1)[None, :]) * scale
+
+
 def pairwise_cost(x: jax.Array, y: jax.Array, cost: str = "sqeuclidean") -> jax.Array:
   """Pairwise cost matrix ``C[i, j] = c(x_i, y_j)``.
 

@@ -145,14 +145,23 @@ def _scaling_barycenters(logits_pos, logits_neg, y_pos, y_neg, a, bp, bn, *, T, 
   return (Py_pos - Py_neg, jnp.sum(jnp.abs(col_pos - bp)), jnp.sum(jnp.abs(col_neg - bn)))
 
 
+def _logits(x, y, tau, cost, normalization):
+  """``-C / tau``; for the Sinkhorn and one-sided couplings, which no row constant
+  changes, without the row constant where that is cheaper (``costs.row_shifted_logits``)."""
+  if normalization in ("sinkhorn", "one_sided"):
+    shifted = costs_lib.row_shifted_logits(x, y, tau, cost)
+    if shifted is not None:
+      return shifted
+  return -costs_lib.pairwise_cost(x, y, cost) / tau
+
+
 def _single_temperature(x, y_pos, y_neg, tau, a, bp, bn, *, T, normalization, cost,
                         mask_self, with_info, algorithm, uniform=(False, False)):
   if algorithm == "blocked":
     return _blocked_temperature(x, y_pos, y_neg, tau, a, bp, bn, T=T,
                                 normalization=normalization, cost=cost,
                                 mask_self=mask_self, with_info=with_info)
-  logits_pos = -costs_lib.pairwise_cost(x, y_pos, cost) / tau
-  logits_neg = -costs_lib.pairwise_cost(x, y_neg, cost) / tau
+  logits_pos, logits_neg = (_logits(x, y, tau, cost, normalization) for y in (y_pos, y_neg))
   if mask_self:
     n = x.shape[0]
     logits_neg = jnp.where(jnp.eye(n, dtype=bool), -jnp.inf, logits_neg)

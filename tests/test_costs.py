@@ -2,6 +2,7 @@
 import numpy as np
 import pytest
 
+import jax.numpy as jnp
 from sdrift_jax import costs as costs_lib
 
 
@@ -86,3 +87,22 @@ def test_small_distances_in_high_dimension_are_not_clipped():
   assert want.max() < 1.0
   np.testing.assert_allclose(costs_lib.pairwise_cost(x, y, "sqeuclidean"), want,
                              rtol=1e-5, atol=1e-7)
+
+
+@pytest.mark.parametrize("cost,scale", [("sqeuclidean", 1.0), ("gaussian", 1.0),
+                                        ("half_sqeuclidean", 0.5)])
+def test_row_shifted_logits_are_the_logits_plus_a_row_constant(cost, scale):
+  """Above DIRECT_MAX_DIM: -C / tau + |x_i|^2 / tau (float64 reference, far from the
+  origin); None for the Euclidean cost and at small d."""
+  rng = np.random.default_rng(3)
+  x = (rng.normal(size=(20, 40)) + 2.0).astype(np.float32)
+  y = (rng.normal(size=(25, 40)) + 2.0).astype(np.float32)
+  tau = 3.0
+  got = costs_lib.row_shifted_logits(x, y, tau, cost)
+  x64, y64 = x.astype(np.float64), y.astype(np.float64)
+  sq = np.sum((x64[:, None] - y64[None]) ** 2, axis=-1)
+  want = scale * (-sq + np.sum(x64 ** 2, axis=1)[:, None]) / tau
+  assert got.dtype == jnp.float32
+  np.testing.assert_allclose(got, want, rtol=0, atol=1e-6 * np.max(np.abs(want)))
+  assert costs_lib.row_shifted_logits(x, y, tau, "euclidean") is None
+  assert costs_lib.row_shifted_logits(x[:, :16], y[:, :16], tau, cost) is None

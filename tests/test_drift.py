@@ -287,6 +287,31 @@ def test_float32_inputs_stay_float32_with_x64_enabled():
       assert info.marginal_error_pos.dtype == jnp.float32, kw
 
 
+# Above DIRECT_MAX_DIM the Sinkhorn and one-sided drifts take their logits without the
+# row constant |x_i|^2 (costs.row_shifted_logits). Worst measured over the full product of
+# these options and d = 17 / 64: 3.7e-6 / 7.3e-7 / 1.5e-7 at tau 1e-3 / 1e-2 / 0.5 of the
+# median cost (the full costs gave 7.8e-6 / 1.6e-6 / 1.7e-7); bounds 5x that.
+@pytest.mark.parametrize("d,cost,normalization,mask_self,tau_rel,T,algorithm,shift", [
+    (17, "sqeuclidean", "sinkhorn", False, 1e-3, 9, "scaling", 3.0),
+    (64, "half_sqeuclidean", "sinkhorn", True, 1e-2, 9, "log", 0.5),
+    (64, "sqeuclidean", "sinkhorn", True, 1e-3, 41, "scaling", 0.5),
+    (64, "sqeuclidean", "one_sided", True, 1e-3, 1, "scaling", 3.0),
+    (17, "half_sqeuclidean", "one_sided", False, 0.5, 1, "log", 0.5),
+    (64, "sqeuclidean", "sinkhorn", False, 0.5, 2, "scaling", 3.0),
+])
+def test_high_dimension_drifts_match_float64(d, cost, normalization, mask_self, tau_rel, T,
+                                             algorithm, shift):
+  x, y_pos, y_neg = clouds(d, n=40, m=30, d=d, shift=shift)
+  y_neg = x if mask_self else y_neg
+  tau = tau_rel * float(np.median(ref.cost(x, y_pos, cost)))
+  v = drift_field(x, y_pos, y_neg, tau, T=T, normalization=normalization, cost=cost,
+                  mask_self=mask_self, algorithm=algorithm)
+  want = ref.drift(x, y_pos, y_neg, tau, T=T, normalization=normalization, cost_name=cost,
+                   mask_self=mask_self)
+  bound = {1e-3: 2e-5, 1e-2: 4e-6, 0.5: 1e-6}[tau_rel]
+  assert rel_err(v, want) < bound
+
+
 def test_any_float64_cloud_promotes_the_drift_under_x64():
   """Mixed precision: one float64 cloud among float32 ones makes the drift float64, and
   its value is the float64 drift of the same points."""
