@@ -60,7 +60,7 @@ def squared_distances(x: jax.Array, y: jax.Array) -> jax.Array:
   return jnp.maximum(xx[:, None] + yy[None, :] - 2.0 * xy, 0.0)
 
 
-def row_shifted_logits(x: jax.Array, y: jax.Array, tau, cost: str = "sqeuclidean"):
+def row_shifted_logits(x: jax.Array, y: jax.Array, tau, cost: str):
   """``-C(x, y) / tau`` up to a constant per row, or None where that is no cheaper.
 
   For the squared costs above :data:`DIRECT_MAX_DIM`, ``-|x_i - y_j|^2`` is
