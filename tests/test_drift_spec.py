@@ -96,3 +96,54 @@ def test_from_config_reads_the_drift_block():
   spec = DriftSpec.from_config(block, copies=4)
   assert spec == DriftSpec(normalization="one_sided", T=3, cost="euclidean", mask_self=True,
                            copies=4)
+
+
+def test_from_config_reads_algorithm_and_relative_tau():
+  import ml_collections
+  block = ml_collections.ConfigDict(dict(normalization="sinkhorn", T=5, cost="sqeuclidean",
+                                         mask_self=False, algorithm="log", relative_tau=True))
+  spec = DriftSpec.from_config(block)
+  assert (spec.algorithm, spec.relative_tau, spec.copies) == ("log", True, 1)
+
+
+def test_every_argument_reaches_the_drift():
+  """spec(...) and spec.with_info(...) pass y_neg, each weight and check_finite on: the
+  same values as drift_field with them, which differ from the drift without each."""
+  rng = np.random.default_rng(2)
+  x = rng.normal(size=(12, 2)).astype(np.float32)
+  y_pos = rng.normal(size=(9, 2)).astype(np.float32) + 1.0
+  y_neg = rng.normal(size=(10, 2)).astype(np.float32) - 0.5
+  w = {"weights_x": rng.uniform(0.2, 1.0, 12).astype(np.float32),
+       "weights_pos": rng.uniform(0.2, 1.0, 9).astype(np.float32),
+       "weights_neg": rng.uniform(0.2, 1.0, 10).astype(np.float32)}
+  spec = DriftSpec(T=5)
+  want = drift_field_with_info(x, y_pos, y_neg, 0.5, 5, **w)
+  np.testing.assert_array_equal(spec(x, y_pos, y_neg, 0.5, **w), want.drift)
+  info = spec.with_info(x, y_pos, y_neg, 0.5, **w)
+  np.testing.assert_array_equal(info.drift, want.drift)
+  np.testing.assert_array_equal(info.marginal_error_neg, want.marginal_error_neg)
+  for name in w:
+    others = {k: v for k, v in w.items() if k != name}
+    assert not np.allclose(drift_field(x, y_pos, y_neg, 0.5, 5, **others), want.drift), name
+  assert not np.allclose(drift_field(x, y_pos, None, 0.5, 5, weights_x=w["weights_x"],
+                                    weights_pos=w["weights_pos"]), want.drift)
+  bad = x.copy()
+  bad[3, 0] = np.nan
+  for call in (spec, spec.with_info):
+    with pytest.raises(ValueError, match="x"):
+      call(bad, y_pos, y_neg, 0.5)
+    call(bad, y_pos, y_neg, 0.5, check_finite=False)  # not checked: NaN drift, no error
+
+
+def test_blocked_accepts_its_two_normalizations_and_T_is_a_python_int():
+  for normalization in ("sinkhorn", "one_sided"):
+    assert DriftSpec(algorithm="blocked", normalization=normalization).algorithm == "blocked"
+  spec = DriftSpec(T=np.int64(5))
+  assert spec.T == 5 and type(spec.T) is int
+
+
+def test_scaling_with_zero_weights_says_what_to_use():
+  with pytest.raises(ValueError, match=(
+      r"^algorithm='scaling' needs strictly positive, concrete weights; use "
+      r"algorithm='log' \(or 'auto'\) with zero or traced weights$")):
+    DriftSpec(algorithm="scaling").resolve_algorithm(4, 4, 4, (np.zeros(4, np.float32),))
