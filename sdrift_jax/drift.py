@@ -59,13 +59,12 @@ def _row_softmax(logits):
   return jax.nn.softmax(logits, axis=1)
 
 
-def sinkhorn_coupling(logits, log_a, log_b, T, algorithm="log"):
+def sinkhorn_coupling(logits, log_a, log_b, T):
   """The row-normalized Sinkhorn coupling ``[N, M]`` after ``T`` half-steps from the
-  logits ``[N, M]`` and log marginals (``algorithm``: ``'log'`` or ``'scaling'``)."""
+  logits ``[N, M]`` and log marginals, in the log domain (the scaling domain's drift
+  never forms the coupling: :func:`_scaling_barycenters`)."""
   if T == 1:
     return _row_softmax(logits + log_b[None, :])
-  if algorithm == "scaling":
-    return stabilized.row_normalized_coupling(logits, log_a, log_b, T)
   # Only the column scaling survives the final row normalization, so the last row step
   # of an odd T is folded into the softmax.
   _, g = sinkhorn_lib.sinkhorn_scaling(logits, 2 * (T // 2), log_a, log_b)
@@ -80,12 +79,12 @@ def _geometric_mean_log(logits, log_a, log_b):
                 + (lc - logsumexp(lc, axis=0, keepdims=True)))
 
 
-def _couplings(logits_pos, logits_neg, log_a, log_bp, log_bn, normalization, T, algorithm):
+def _couplings(logits_pos, logits_neg, log_a, log_bp, log_bn, normalization, T):
   """Returns ``(W_pos, W_neg)`` with ``V = W_pos @ y_pos - W_neg @ y_neg``."""
   if normalization in ("sinkhorn", "one_sided"):
     T = T if normalization == "sinkhorn" else 1
-    return (sinkhorn_coupling(logits_pos, log_a, log_bp, T, algorithm),
-            sinkhorn_coupling(logits_neg, log_a, log_bn, T, algorithm))
+    return (sinkhorn_coupling(logits_pos, log_a, log_bp, T),
+            sinkhorn_coupling(logits_neg, log_a, log_bn, T))
   if normalization == "two_sided":
     return (_row_softmax(_geometric_mean_log(logits_pos, log_a, log_bp)),
             _row_softmax(_geometric_mean_log(logits_neg, log_a, log_bn)))
@@ -170,7 +169,7 @@ def _single_temperature(x, y_pos, y_neg, tau, a, bp, bn, *, T, normalization, co
                                 T=T if normalization == "sinkhorn" else 1,
                                 uniform=uniform, with_info=with_info)
   W_pos, W_neg = _couplings(logits_pos, logits_neg, jnp.log(a), jnp.log(bp), jnp.log(bn),
-                            normalization, T, algorithm)
+                            normalization, T)
   V = jnp.matmul(W_pos, y_pos, precision=_HI) - jnp.matmul(W_neg, y_neg, precision=_HI)
   if not with_info:
     return V, None, None
