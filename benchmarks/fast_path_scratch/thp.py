@@ -7,10 +7,8 @@ here is 'madvise'). The setting is per process, so the two are alternated as pro
 import os
 import resource
 import sys
-import time
 sys.path.insert(0, '.')
 import jax
-import jax.numpy as jnp
 from benchmarks.common import interleaved_medians
 from sdrift_jax import drift_field
 
