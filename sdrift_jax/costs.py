@@ -79,6 +79,15 @@ def row_shifted_logits(x: jax.Array, y: jax.Array, tau, cost: str):
   return (2.0 * xy - jnp.sum(y * y, axis=-1)[None, :]) * scale
 
 
+def row_constant(x: jax.Array, tau, cost: str) -> jax.Array:
+  """The row constant :func:`row_shifted_logits` leaves out: ``-C(x, y) / tau`` is
+  ``row_shifted_logits(x, y, tau, cost) + row_constant(x, tau, cost)[:, None]`` (up to
+  the clip of the squared distance at zero). Only for the costs and ``d`` where
+  :func:`row_shifted_logits` is not None."""
+  scale = (1.0 if canonical_cost(cost) == "sqeuclidean" else 0.5) / tau
+  return -jnp.sum(x * x, axis=-1) * scale
+
+
 def pairwise_cost(x: jax.Array, y: jax.Array, cost: str = "sqeuclidean") -> jax.Array:
   """Pairwise cost matrix ``C[i, j] = c(x_i, y_j)``.
 

@@ -39,6 +39,29 @@ def test_blocked_equals_dense(small_tiles, normalization, T, cost, mask_self, ta
   assert err < (2e-5 if tau_rel < 0.01 else 2e-6)
 
 
+# Above costs.DIRECT_MAX_DIM the squared costs leave the row constant -|x_i|^2 / tau out
+# of each tile and add it once per row (the drift tile, a row softmax, drops it). Float64
+# worst over d = 17 / 64, both squared costs, T = 1 / 2 / 9 / 41, masks, clouds at 0.5 and
+# 3 from the origin: 2.9e-5 / 2.7e-6 / 1.5e-7 at tau_rel = 1e-3 / 1e-2 / 0.5 (the full
+# costs gave 2.7e-5 / 3.6e-6 / 1.6e-7). The cases below measured 1.3e-6 / 2.7e-6 / 1.2e-7
+# / 9.1e-7; bounds about 5x that.
+@pytest.mark.parametrize("d,cost,normalization,mask_self,tau_rel,T,shift,bound", [
+    (17, "sqeuclidean", "sinkhorn", False, 1e-3, 9, 3.0, 6e-6),
+    (64, "half_sqeuclidean", "sinkhorn", True, 1e-2, 41, 0.5, 1.4e-5),
+    (64, "sqeuclidean", "sinkhorn", True, 0.5, 2, 3.0, 6e-7),
+    (64, "sqeuclidean", "one_sided", False, 1e-2, 1, 3.0, 5e-6),
+])
+def test_blocked_high_dimension_matches_float64(small_tiles, d, cost, normalization,
+                                               mask_self, tau_rel, T, shift, bound):
+  x, y_pos, y_neg = clouds(d, n=46, m=30, d=d, shift=shift)
+  y_neg = None if mask_self else y_neg
+  tau = tau_rel * float(np.median(ref.cost(x, y_pos, cost)))
+  got = drift_field(x, y_pos, y_neg, tau, T=T, normalization=normalization, cost=cost,
+                    mask_self=mask_self, algorithm="blocked")
+  want = ref.drift(x, y_pos, y_neg, tau, T, normalization, cost, mask_self=mask_self)
+  assert np.linalg.norm(got - want) / np.linalg.norm(want) < bound
+
+
 def test_blocked_with_weights_and_several_temperatures(small_tiles):
   x, y_pos, y_neg = clouds(22, n=40, m=37, d=2)
   rng = np.random.default_rng(0)

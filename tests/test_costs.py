@@ -106,3 +106,20 @@ def test_row_shifted_logits_are_the_logits_plus_a_row_constant(cost, scale):
   np.testing.assert_allclose(got, want, rtol=0, atol=1e-6 * np.max(np.abs(want)))
   assert costs_lib.row_shifted_logits(x, y, tau, "euclidean") is None
   assert costs_lib.row_shifted_logits(x[:, :16], y[:, :16], tau, cost) is None
+
+
+@pytest.mark.parametrize("cost,scale", [("sqeuclidean", 1.0), ("half_sqeuclidean", 0.5)])
+def test_row_constant_completes_the_row_shifted_logits(cost, scale):
+  """row_shifted_logits + row_constant is -C / tau (float64 reference, far from the
+  origin, where the constant is large)."""
+  rng = np.random.default_rng(4)
+  x = (rng.normal(size=(20, 40)) + 2.0).astype(np.float32)
+  y = (rng.normal(size=(25, 40)) + 2.0).astype(np.float32)
+  tau = 3.0
+  const = costs_lib.row_constant(x, tau, cost)
+  x64 = x.astype(np.float64)
+  np.testing.assert_allclose(const, -scale * np.sum(x64 ** 2, axis=1) / tau, rtol=1e-6)
+  got = costs_lib.row_shifted_logits(x, y, tau, cost) + const[:, None]
+  sq = np.sum((x64[:, None] - y.astype(np.float64)[None]) ** 2, axis=-1)
+  want = -scale * sq / tau
+  np.testing.assert_allclose(got, want, rtol=0, atol=1e-5 * np.max(np.abs(want)))
