@@ -32,6 +32,9 @@ _HI = jax.lax.Precision.HIGHEST
 # between calls instead of mapping fresh pages that fault in every time: at N = M = 65536,
 # d = 64, T = 3, 2^24-entry tiles took 177 s (151 s of it in the kernel), 2^22 65 s.
 TILE_ENTRIES = 1 << 22
+# Above this many columns the half-steps cut their tiles along y too
+# (:func:`_row_scalings_2d`), so that a block of y and a tile share the last-level cache.
+MAX_TILE_COLS = 1 << 15
 
 
 def block_rows(n: int, m: int, tile_entries: int | None = None) -> int:
@@ -52,13 +55,18 @@ def _tiles(x, log_a, block):
 
 
 def _logits(x, y, tau, cost):
-  """``(L, shift)`` with ``-C(x, y) / tau = L + shift[:, None]``: above
+  """``L`` with ``-C(x, y) / tau = L + _row_shift(x, tau, cost)[:, None]``: above
   ``costs.DIRECT_MAX_DIM`` the squared costs leave the row constant ``-|x_i|^2 / tau``
-  out of the tile (one add and the clip fewer per entry) and add it once per row."""
-  shifted = costs_lib.row_shifted_logits(x, y, tau, cost)
-  if shifted is None:
-    return -costs_lib.pairwise_cost(x, y, cost) / tau, jnp.zeros((x.shape[0],), x.dtype)
-  return shifted, costs_lib.row_constant(x, tau, cost)
+  out of the tile (one add and the clip fewer per entry), to be added once per row."""
+  if costs_lib.shifts_rows(cost, x.shape[-1]):
+    return costs_lib.row_shifted_logits(x, y, tau, cost)
+  return -costs_lib.pairwise_cost(x, y, cost) / tau
+
+
+def _row_shift(x, tau, cost):
+  if costs_lib.shifts_rows(cost, x.shape[-1]):
+    return costs_lib.row_constant(x, tau, cost)
+  return jnp.zeros((x.shape[0],), x.dtype)
 
 
 def _row_scalings(x, y, log_a, log_b_other, tau, cost, mask_diagonal, block):
@@ -79,20 +87,115 @@ def _row_scalings(x, y, log_a, log_b_other, tau, cost, mask_diagonal, block):
     Array of shape ``[N]``.
   """
   n, m = x.shape[0], y.shape[0]
+  if m > MAX_TILE_COLS:
+    return _row_scalings_2d(x, y, log_a, log_b_other, tau, cost, mask_diagonal)
   xt, lat, nb = _tiles(x, log_a, block)
   starts = jnp.arange(nb) * block
   cols = jnp.arange(m)
 
   def one(t):
     start, la, xb = t
-    L, shift = _logits(xb, y, tau, cost)
-    L = L + log_b_other
+    L = _logits(xb, y, tau, cost) + log_b_other
     if mask_diagonal:
       rows = start + jnp.arange(block)
       L = jnp.where(rows[:, None] == cols[None, :], -jnp.inf, L)
-    return la - (logsumexp(L, axis=1) + shift)
+    return la - (logsumexp(L, axis=1) + _row_shift(xb, tau, cost))
 
   return jax.lax.map(one, (starts, lat, xt)).reshape(-1)[:n]
+
+
+def _row_scalings_2d(x, y, log_a, log_b_other, tau, cost, mask_diagonal):
+  """:func:`_row_scalings` over tiles cut along both ``x`` and ``y``.
+
+  Tiles are ``[TILE_ENTRIES / MAX_TILE_COLS, MAX_TILE_COLS]``; per row tile the
+  log-sum-exp is carried over the blocks of ``y`` as a running (max, sum) pair per row.
+  With one long tile per few rows instead, ``y`` is reread for every tile and, at
+  ``M = 65536``, ``d = 64``, no longer fits in the last-level cache beside the tile.
+  """
+  n = x.shape[0]
+  cols = MAX_TILE_COLS
+  rows = block_rows(n, cols)
+  xt, lat, nb = _tiles(x, log_a, rows)
+  yt, lbt, nc = _tiles(y, log_b_other, cols)  # padded columns: log b = -inf
+  row_starts, col_starts = jnp.arange(nb) * rows, jnp.arange(nc) * cols
+
+  def one(t):
+    start, la, xb = t
+
+    def step(carry, u):
+      mx, total = carry
+      cstart, lb, yb = u
+      L = _logits(xb, yb, tau, cost) + lb
+      if mask_diagonal:
+        L = jnp.where((start + jnp.arange(rows))[:, None] == (cstart + jnp.arange(cols))[None, :],
+                      -jnp.inf, L)
+      new = jnp.maximum(mx, jnp.max(L, axis=1))
+      ref = jnp.where(jnp.isfinite(new), new, 0.0)  # rows with no finite entry yet
+      total = total * jnp.exp(mx - ref) + jnp.sum(jnp.exp(L - ref[:, None]), axis=1)
+      return (new, total), None
+
+    init = (jnp.full((rows,), -jnp.inf, x.dtype), jnp.zeros((rows,), x.dtype))
+    (mx, total), _ = jax.lax.scan(step, init, (col_starts, lbt, yt))
+    ref = jnp.where(jnp.isfinite(mx), mx, 0.0)
+    return la - (ref + jnp.log(total) + _row_shift(xb, tau, cost))
+
+  return jax.lax.map(one, (row_starts, lat, xt)).reshape(-1)[:n]
+
+
+def _drift_2d(x, y, log_a, g, tau, cost, mask_diagonal, with_col_error):
+  """``(P @ y, a^T P)`` of :func:`barycentric_map` over tiles cut along ``x`` and ``y``.
+
+  Per row tile, the row softmax is accumulated over the blocks of ``y`` online: a
+  running max, mass and ``E @ y`` per row, rescaled when the max grows. The column mass
+  needs each row's final mass, so it takes a second pass over the blocks (only when
+  asked for).
+  """
+  n, m = x.shape[0], y.shape[0]
+  cols = MAX_TILE_COLS
+  rows = block_rows(n, cols)
+  xt, lat, nb = _tiles(x, log_a, rows)
+  yt, gt, nc = _tiles(y, g, cols)  # padded columns: g = -inf, no mass
+  row_starts, col_starts = jnp.arange(nb) * rows, jnp.arange(nc) * cols
+  a_tiles = jnp.exp(lat - logsumexp(log_a))  # padded rows: zero
+
+  def tile_logits(start, cstart, xb, gb, yb):
+    L = _logits(xb, yb, tau, cost) + gb  # a row softmax: the row constant drops out
+    if mask_diagonal:
+      L = jnp.where((start + jnp.arange(rows))[:, None] == (cstart + jnp.arange(cols))[None, :],
+                    -jnp.inf, L)
+    return L
+
+  def row_tile(col_mass, t):
+    start, ab, xb = t
+
+    def accumulate(carry, u):
+      mx, mass, acc = carry
+      cstart, gb, yb = u
+      L = tile_logits(start, cstart, xb, gb, yb)
+      new = jnp.maximum(mx, jnp.max(L, axis=1))
+      ref = jnp.where(jnp.isfinite(new), new, 0.0)  # rows with no finite entry yet
+      scale = jnp.exp(mx - ref)
+      E = jnp.exp(L - ref[:, None])
+      return (new, mass * scale + jnp.sum(E, axis=1),
+              acc * scale[:, None] + jnp.matmul(E, yb, precision=_HI)), None
+
+    init = (jnp.full((rows,), -jnp.inf, x.dtype), jnp.zeros((rows,), x.dtype),
+            jnp.zeros((rows, y.shape[1]), x.dtype))
+    (mx, mass, acc), _ = jax.lax.scan(accumulate, init, (col_starts, gt, yt))
+    if with_col_error:
+      ref = jnp.where(jnp.isfinite(mx), mx, 0.0)
+
+      def column_part(_, u):
+        cstart, gb, yb = u
+        E = jnp.exp(tile_logits(start, cstart, xb, gb, yb) - ref[:, None])
+        return None, jnp.matmul(ab / mass, E, precision=_HI)
+
+      col_mass = col_mass + jax.lax.scan(column_part, None, (col_starts, gt, yt))[1]
+    return col_mass, acc / mass[:, None]
+
+  col_mass, out = jax.lax.scan(row_tile, jnp.zeros((nc, cols), x.dtype),
+                               (row_starts, a_tiles, xt))
+  return out.reshape(nb * rows, -1)[:n], col_mass.reshape(-1)[:m]
 
 
 def barycentric_map(x, y, log_a, log_b, tau, T: int, cost: str, mask_diagonal: bool,
@@ -125,6 +228,10 @@ def barycentric_map(x, y, log_a, log_b, tau, T: int, cost: str, mask_diagonal: b
     return _row_scalings(y, x, log_b, f, tau, cost, mask_diagonal, col_block)
 
   g = jax.lax.fori_loop(0, T // 2, full_iteration, log_b)
+  if m > MAX_TILE_COLS:
+    out, col_mass = _drift_2d(x, y, log_a, g, tau, cost, mask_diagonal, with_col_error)
+    col_error = jnp.sum(jnp.abs(col_mass - jnp.exp(log_b - logsumexp(log_b))))
+    return out, jnp.where(with_col_error, col_error, 0.0)
 
   xt, lat, nb = _tiles(x, log_a, block)
   starts = jnp.arange(nb) * block
@@ -133,7 +240,7 @@ def barycentric_map(x, y, log_a, log_b, tau, T: int, cost: str, mask_diagonal: b
 
   def drift_block(col_mass, t):
     start, ab, xb = t
-    L = _logits(xb, y, tau, cost)[0] + g  # a row softmax: the row constant drops out
+    L = _logits(xb, y, tau, cost) + g  # a row softmax: the row constant drops out
     if mask_diagonal:
       rows = start + jnp.arange(block)
       L = jnp.where(rows[:, None] == cols[None, :], -jnp.inf, L)

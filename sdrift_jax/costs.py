@@ -60,6 +60,11 @@ def squared_distances(x: jax.Array, y: jax.Array) -> jax.Array:
   return jnp.maximum(xx[:, None] + yy[None, :] - 2.0 * xy, 0.0)
 
 
+def shifts_rows(cost: str, d: int) -> bool:
+  """Whether :func:`row_shifted_logits` leaves a row constant out at dimension ``d``."""
+  return canonical_cost(cost) != "euclidean" and d > DIRECT_MAX_DIM
+
+
 def row_shifted_logits(x: jax.Array, y: jax.Array, tau, cost: str):
   """``-C(x, y) / tau`` up to a constant per row, or None where that is no cheaper.
 
@@ -71,10 +76,9 @@ def row_shifted_logits(x: jax.Array, y: jax.Array, tau, cost: str):
   Returns None for the Euclidean cost and at small ``d`` (the direct form is exact at
   zero distance there).
   """
-  name = canonical_cost(cost)
-  if name == "euclidean" or x.shape[-1] <= DIRECT_MAX_DIM:
+  if not shifts_rows(cost, x.shape[-1]):
     return None
-  scale = (1.0 if name == "sqeuclidean" else 0.5) / tau
+  scale = (1.0 if canonical_cost(cost) == "sqeuclidean" else 0.5) / tau
   xy = jnp.matmul(x, y.T, precision=jax.lax.Precision.HIGHEST)
   return (2.0 * xy - jnp.sum(y * y, axis=-1)[None, :]) * scale
 
