@@ -21,6 +21,7 @@ def small_tiles(monkeypatch):
 def tiles_cut_along_y(monkeypatch):
   # The half-steps cut y into blocks of 8 columns (a padded last one), 32 rows per tile.
   monkeypatch.setattr(blocked, "TILE_ENTRIES", 7 * 37)
+  monkeypatch.setattr(blocked, "SPLIT_COLS_ABOVE", 8)
   monkeypatch.setattr(blocked, "MAX_TILE_COLS", 8)
   jax.clear_caches()  # tile sizes are read when tracing: no program from other sizes
   yield
