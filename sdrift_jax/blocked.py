@@ -12,6 +12,10 @@ row blocks and every half-step recomputes each block's costs from ``x`` and ``y`
   than a row step at ``N = M = 32768``);
 * drift: per block of ``x``, ``E @ y / E 1`` with ``E = exp(L + g - max_j(L + g))``.
 
+Past ``SPLIT_COLS_ABOVE`` columns a tile is also cut along ``y`` (blocks of at most
+``MAX_TILE_COLS``): the log-sum-exp and the drift's softmax are then carried over the
+blocks of ``y`` per row, so that a tile and its block of ``y`` share the cache.
+
 It is the log-domain iteration of :mod:`sdrift_jax.sinkhorn_solver` (same half-step count and
 order), so it matches the dense drift to float32 rounding, at the price of recomputing
 the costs (a matmul for ``d > 16``) in every half-step. :func:`mean_cost`, the unit of a
