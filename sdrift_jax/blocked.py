@@ -61,19 +61,16 @@ def _tiles(x, log_a, block):
   return x, log_a, nb
 
 
-def _logits(x, y, tau, cost):
-  """``L`` with ``-C(x, y) / tau = L + _row_shift(x, tau, cost)[:, None]``: above
-  ``costs.DIRECT_MAX_DIM`` the squared costs leave the row constant ``-|x_i|^2 / tau``
-  out of the tile (one add and the clip fewer per entry), to be added once per row."""
-  if costs_lib.shifts_rows(cost, x.shape[-1]):
-    return costs_lib.row_shifted_logits(x, y, tau, cost)
-  return -costs_lib.pairwise_cost(x, y, cost) / tau
-
-
-def _row_shift(x, tau, cost):
-  if costs_lib.shifts_rows(cost, x.shape[-1]):
-    return costs_lib.row_constant(x, tau, cost)
-  return jnp.zeros((x.shape[0],), x.dtype)
+def _tile_logits(xb, yb, log_b, tau, cost, mask_diagonal, row_start, col_start):
+  """A tile's ``-C / tau + log_b`` up to a constant per row (``costs.row_constant``),
+  with ``L[i, i] = -inf`` where ``mask_diagonal`` (rows and columns numbered from
+  ``row_start`` and ``col_start``)."""
+  L = costs_lib.shifted_logits(xb, yb, tau, cost) + log_b
+  if mask_diagonal:
+    rows = row_start + jnp.arange(xb.shape[0])
+    cols = col_start + jnp.arange(yb.shape[0])
+    L = jnp.where(rows[:, None] == cols[None, :], -jnp.inf, L)
+  return L
 
 
 def _row_scalings(x, y, log_a, log_b_other, tau, cost, mask_diagonal, block):
@@ -98,15 +95,11 @@ def _row_scalings(x, y, log_a, log_b_other, tau, cost, mask_diagonal, block):
     return _row_scalings_2d(x, y, log_a, log_b_other, tau, cost, mask_diagonal)
   xt, lat, nb = _tiles(x, log_a, block)
   starts = jnp.arange(nb) * block
-  cols = jnp.arange(m)
 
   def one(t):
     start, la, xb = t
-    L = _logits(xb, y, tau, cost) + log_b_other
-    if mask_diagonal:
-      rows = start + jnp.arange(block)
-      L = jnp.where(rows[:, None] == cols[None, :], -jnp.inf, L)
-    return la - (logsumexp(L, axis=1) + _row_shift(xb, tau, cost))
+    L = _tile_logits(xb, y, log_b_other, tau, cost, mask_diagonal, start, 0)
+    return la - (logsumexp(L, axis=1) + costs_lib.row_constant(xb, tau, cost))
 
   return jax.lax.map(one, (starts, lat, xt)).reshape(-1)[:n]
 
@@ -118,6 +111,15 @@ def _tile_shape(n: int, m: int) -> tuple[int, int]:
   blocks = -(-m // MAX_TILE_COLS)
   cols = -(-m // blocks)
   return block_rows(n, cols), cols
+
+
+def _online_block(mx, L):
+  """One block of a row softmax taken over blocks of columns: ``(new, scale, E)`` with
+  the new running max per row, the factor that rescales sums kept against the old one,
+  and ``E = exp(L - new)`` (rows with no finite entry yet take 0 as their max)."""
+  new = jnp.maximum(mx, jnp.max(L, axis=1))
+  ref = jnp.where(jnp.isfinite(new), new, 0.0)
+  return new, jnp.exp(mx - ref), jnp.exp(L - ref[:, None])
 
 
 def _row_scalings_2d(x, y, log_a, log_b_other, tau, cost, mask_diagonal):
@@ -140,19 +142,14 @@ def _row_scalings_2d(x, y, log_a, log_b_other, tau, cost, mask_diagonal):
     def step(carry, u):
       mx, total = carry
       cstart, lb, yb = u
-      L = _logits(xb, yb, tau, cost) + lb
-      if mask_diagonal:
-        L = jnp.where((start + jnp.arange(rows))[:, None] == (cstart + jnp.arange(cols))[None, :],
-                      -jnp.inf, L)
-      new = jnp.maximum(mx, jnp.max(L, axis=1))
-      ref = jnp.where(jnp.isfinite(new), new, 0.0)  # rows with no finite entry yet
-      total = total * jnp.exp(mx - ref) + jnp.sum(jnp.exp(L - ref[:, None]), axis=1)
-      return (new, total), None
+      new, scale, E = _online_block(
+          mx, _tile_logits(xb, yb, lb, tau, cost, mask_diagonal, start, cstart))
+      return (new, total * scale + jnp.sum(E, axis=1)), None
 
     init = (jnp.full((rows,), -jnp.inf, x.dtype), jnp.zeros((rows,), x.dtype))
     (mx, total), _ = jax.lax.scan(step, init, (col_starts, lbt, yt))
     ref = jnp.where(jnp.isfinite(mx), mx, 0.0)
-    return la - (ref + jnp.log(total) + _row_shift(xb, tau, cost))
+    return la - (ref + jnp.log(total) + costs_lib.row_constant(xb, tau, cost))
 
   return jax.lax.map(one, (row_starts, lat, xt)).reshape(-1)[:n]
 
@@ -172,37 +169,28 @@ def _drift_2d(x, y, log_a, g, tau, cost, mask_diagonal, with_col_error):
   row_starts, col_starts = jnp.arange(nb) * rows, jnp.arange(nc) * cols
   a_tiles = jnp.exp(lat - logsumexp(log_a))  # padded rows: zero
 
-  def tile_logits(start, cstart, xb, gb, yb):
-    L = _logits(xb, yb, tau, cost) + gb  # a row softmax: the row constant drops out
-    if mask_diagonal:
-      L = jnp.where((start + jnp.arange(rows))[:, None] == (cstart + jnp.arange(cols))[None, :],
-                    -jnp.inf, L)
-    return L
-
   def row_tile(col_mass, t):
     start, ab, xb = t
 
+    def tile_logits(cstart, gb, yb):  # a row softmax: the row constant drops out
+      return _tile_logits(xb, yb, gb, tau, cost, mask_diagonal, start, cstart)
+
     def accumulate(carry, u):
       mx, mass, acc = carry
-      cstart, gb, yb = u
-      L = tile_logits(start, cstart, xb, gb, yb)
-      new = jnp.maximum(mx, jnp.max(L, axis=1))
-      ref = jnp.where(jnp.isfinite(new), new, 0.0)  # rows with no finite entry yet
-      scale = jnp.exp(mx - ref)
-      E = jnp.exp(L - ref[:, None])
+      new, scale, E = _online_block(mx, tile_logits(*u))
       return (new, mass * scale + jnp.sum(E, axis=1),
-              acc * scale[:, None] + jnp.matmul(E, yb, precision=_HI)), None
+              acc * scale[:, None] + jnp.matmul(E, u[2], precision=_HI)), None
 
     init = (jnp.full((rows,), -jnp.inf, x.dtype), jnp.zeros((rows,), x.dtype),
             jnp.zeros((rows, y.shape[1]), x.dtype))
     (mx, mass, acc), _ = jax.lax.scan(accumulate, init, (col_starts, gt, yt))
     if with_col_error:
       ref = jnp.where(jnp.isfinite(mx), mx, 0.0)
+      weights = ab / mass
 
       def column_part(_, u):
-        cstart, gb, yb = u
-        E = jnp.exp(tile_logits(start, cstart, xb, gb, yb) - ref[:, None])
-        return None, jnp.matmul(ab / mass, E, precision=_HI)
+        E = jnp.exp(tile_logits(*u) - ref[:, None])
+        return None, jnp.matmul(weights, E, precision=_HI)
 
       col_mass = col_mass + jax.lax.scan(column_part, None, (col_starts, gt, yt))[1]
     return col_mass, acc / mass[:, None]
@@ -249,15 +237,12 @@ def barycentric_map(x, y, log_a, log_b, tau, T: int, cost: str, mask_diagonal: b
 
   xt, lat, nb = _tiles(x, log_a, block)
   starts = jnp.arange(nb) * block
-  cols = jnp.arange(m)
   a_tiles = jnp.exp(lat - logsumexp(log_a))  # padded rows: zero
 
   def drift_block(col_mass, t):
     start, ab, xb = t
-    L = _logits(xb, y, tau, cost) + g  # a row softmax: the row constant drops out
-    if mask_diagonal:
-      rows = start + jnp.arange(block)
-      L = jnp.where(rows[:, None] == cols[None, :], -jnp.inf, L)
+    # A row softmax: the row constant drops out.
+    L = _tile_logits(xb, y, g, tau, cost, mask_diagonal, start, 0)
     E = jnp.exp(L - jnp.max(L, axis=1, keepdims=True))
     mass = jnp.sum(E, axis=1)
     if with_col_error:

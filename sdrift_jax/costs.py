@@ -65,6 +65,11 @@ def shifts_rows(cost: str, d: int) -> bool:
   return canonical_cost(cost) != "euclidean" and d > DIRECT_MAX_DIM
 
 
+def _inverse_temperature(cost: str, tau):
+  """``c / tau`` with ``C = c |x - y|^2`` for the squared costs."""
+  return (1.0 if canonical_cost(cost) == "sqeuclidean" else 0.5) / tau
+
+
 def row_shifted_logits(x: jax.Array, y: jax.Array, tau, cost: str):
   """``-C(x, y) / tau`` up to a constant per row, or None where that is no cheaper.
 
@@ -78,18 +83,25 @@ def row_shifted_logits(x: jax.Array, y: jax.Array, tau, cost: str):
   """
   if not shifts_rows(cost, x.shape[-1]):
     return None
-  scale = (1.0 if canonical_cost(cost) == "sqeuclidean" else 0.5) / tau
   xy = jnp.matmul(x, y.T, precision=jax.lax.Precision.HIGHEST)
-  return (2.0 * xy - jnp.sum(y * y, axis=-1)[None, :]) * scale
+  return (2.0 * xy - jnp.sum(y * y, axis=-1)[None, :]) * _inverse_temperature(cost, tau)
+
+
+def shifted_logits(x: jax.Array, y: jax.Array, tau, cost: str) -> jax.Array:
+  """``-C(x, y) / tau`` up to a constant per row (:func:`row_constant`): the row-shifted
+  logits where they are cheaper, else the logits themselves. For row softmaxes and
+  row log-sum-exps, which see a row constant only as that constant."""
+  shifted = row_shifted_logits(x, y, tau, cost)
+  return -pairwise_cost(x, y, cost) / tau if shifted is None else shifted
 
 
 def row_constant(x: jax.Array, tau, cost: str) -> jax.Array:
-  """The row constant :func:`row_shifted_logits` leaves out: ``-C(x, y) / tau`` is
-  ``row_shifted_logits(x, y, tau, cost) + row_constant(x, tau, cost)[:, None]`` (up to
-  the clip of the squared distance at zero). Only for the costs and ``d`` where
-  :func:`row_shifted_logits` is not None."""
-  scale = (1.0 if canonical_cost(cost) == "sqeuclidean" else 0.5) / tau
-  return -jnp.sum(x * x, axis=-1) * scale
+  """The row constant :func:`shifted_logits` leaves out: ``-C(x, y) / tau`` is
+  ``shifted_logits(x, y, tau, cost) + row_constant(x, tau, cost)[:, None]`` (up to the
+  clip of the squared distance at zero); zeros where nothing is left out."""
+  if not shifts_rows(cost, x.shape[-1]):
+    return jnp.zeros(x.shape[:1], x.dtype)
+  return -jnp.sum(x * x, axis=-1) * _inverse_temperature(cost, tau)
 
 
 def pairwise_cost(x: jax.Array, y: jax.Array, cost: str = "sqeuclidean") -> jax.Array:

@@ -146,11 +146,9 @@ def _scaling_barycenters(logits_pos, logits_neg, y_pos, y_neg, a, bp, bn, *, T, 
 
 def _logits(x, y, tau, cost, normalization):
   """``-C / tau``; for the Sinkhorn and one-sided couplings, which no row constant
-  changes, without the row constant where that is cheaper (``costs.row_shifted_logits``)."""
+  changes, without the row constant where that is cheaper (``costs.shifted_logits``)."""
   if normalization in ("sinkhorn", "one_sided"):
-    shifted = costs_lib.row_shifted_logits(x, y, tau, cost)
-    if shifted is not None:
-      return shifted
+    return costs_lib.shifted_logits(x, y, tau, cost)
   return -costs_lib.pairwise_cost(x, y, cost) / tau
 
 

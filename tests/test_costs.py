@@ -123,3 +123,14 @@ def test_row_constant_completes_the_row_shifted_logits(cost, scale):
   sq = np.sum((x64[:, None] - y.astype(np.float64)[None]) ** 2, axis=-1)
   want = -scale * sq / tau
   np.testing.assert_allclose(got, want, rtol=0, atol=1e-5 * np.max(np.abs(want)))
+
+
+def test_row_constant_is_zero_where_the_logits_are_whole():
+  """shifted_logits is -C / tau itself for the Euclidean cost and at small d."""
+  rng = np.random.default_rng(5)
+  x = rng.normal(size=(6, 16)).astype(np.float32)
+  y = rng.normal(size=(5, 16)).astype(np.float32)
+  for cost, xs, ys in (("euclidean", np.tile(x, 2), np.tile(y, 2)), ("sqeuclidean", x, y)):
+    np.testing.assert_array_equal(costs_lib.row_constant(xs, 2.0, cost), np.zeros(6))
+    np.testing.assert_array_equal(costs_lib.shifted_logits(xs, ys, 2.0, cost),
+                                  -costs_lib.pairwise_cost(xs, ys, cost) / 2.0)
