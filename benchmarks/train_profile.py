@@ -16,7 +16,7 @@ Parts, timed interleaved in one process (``steps`` steps per compiled call in a
 - ``linear step``: forward, backward and AdamW of the same matmuls with no bias,
   LayerNorm or SiLU, the matmul floor of a step; ``feature-major``: the same with the
   activations stored ``[features, batch]`` and the weights ``[out, in]``;
-- ``step``: forward, backward and AdamW (``optax.adamw``, the reference's settings);
+- ``step``: forward, backward and AdamW (the config's optimizer, ``make_optimizer``);
 - ``trainer T=41`` and ``trainer one-sided``: ``Trainer.make_chunk`` of the real
   config, drift included;
 - variants of ``step``: the compute in bfloat16 (parameters and input cast, float32
@@ -55,6 +55,7 @@ from flax import nnx
 from benchmarks.common import interleaved_medians, write_markdown_table
 from configs import toy as toy_config
 from sdrift_jax import models
+from sdrift_jax.training import optim as optim_lib
 
 
 def matmul_flops(model_config, batch: int) -> int:
@@ -83,8 +84,7 @@ def step_parts(batch: int, steps: int) -> tuple[dict, dict]:
   graphdef, params = nnx.split(model, nnx.Param)
   eps = jax.random.normal(jax.random.key(1), (batch, mc.noise_dim))
   target = jax.random.normal(jax.random.key(2), (batch, 2))
-  opt = optax.adamw(config.optim.learning_rate, b1=config.optim.b1, b2=config.optim.b2,
-                    weight_decay=config.optim.weight_decay)
+  opt = optim_lib.make_optimizer(config.optim, config.train.steps)  # the run's AdamW
 
   def loss(p, e, cast=None):
     if cast is not None:
