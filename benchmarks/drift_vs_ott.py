@@ -9,6 +9,8 @@ no Sinkhorn iteration runs, so the ott column is a row softmax of ott's cost mat
 Our drift is timed twice: the default (``algorithm='auto'``, the scaling domain) and the
 plain log domain (``algorithm='log'``). A last check runs the default at a tiny
 temperature (1e-3 of the median cost) and compares it with the log domain there.
+``--reuse-host-memory`` runs the whole process (both sides) with
+:func:`sdrift_jax.host_memory.reuse_freed_memory`.
 
     python -m benchmarks.drift_vs_ott --out docs/benchmarks/drift_vs_ott_cpu.md
 """
@@ -24,7 +26,7 @@ import jax
 import jax.numpy as jnp
 
 from benchmarks.common import interleaved_medians, machine_description
-from sdrift_jax import drift_field
+from sdrift_jax import drift_field, host_memory
 from sdrift_jax.ott_reference import ott_drift_field
 
 
@@ -75,7 +77,11 @@ def main(argv=None):
   parser.add_argument("--Ts", type=int, nargs="+", default=[1, 5, 31])
   parser.add_argument("--repeats", type=int, default=5, help="interleaved rounds")
   parser.add_argument("--out", default=None, help="markdown file for the table")
+  parser.add_argument("--reuse-host-memory", action="store_true",
+                      help="glibc keeps freed memory for reuse (sdrift_jax.host_memory)")
   args = parser.parse_args(argv)
+  if args.reuse_host_memory:
+    host_memory.reuse_freed_memory()
   loads = [os.getloadavg()[0]]
   rows = run(args.sizes, args.dims, args.Ts, args.repeats)
   loads.append(os.getloadavg()[0])
