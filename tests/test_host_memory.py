@@ -37,6 +37,7 @@ def _probe(mode):
   return json.loads(out.stdout.strip().splitlines()[-1])
 
 
+@pytest.mark.heavy
 def test_reuse_cuts_the_page_faults_of_large_temporaries():
   default, reuse = _probe("default"), _probe("reuse")
   assert reuse["sum"] == default["sum"]
