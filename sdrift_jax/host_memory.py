@@ -13,10 +13,12 @@ fragments, so the peak can be larger (1.5 instead of 0.8 GiB in the measurement 
 docs/performance.md). The runtime frees a call's buffers on its own thread, sometimes
 after the next call has allocated, so the heap grows over the first calls (and now and
 then later) before the pages are reused: in tests/test_host_memory.py's probe (a 64 MiB
-temporary), 1-4 of calls 9-24 still faulted, against every call by default. It is a setting of the whole process, so it is never made on
-import; call it first, before JAX runs anything (threads that already have an arena
-keep it). The same settings from the shell, for any process:
-``GLIBC_TUNABLES=glibc.malloc.arena_max=1:glibc.malloc.mmap_max=0:glibc.malloc.trim_threshold=N``.
+temporary), 1-4 of calls 9-24 still faulted, against every call by default.
+
+It is a setting of the whole process, so it is never made on import; call it first,
+before JAX runs anything (threads that already have an arena keep it). The same
+settings from the shell, for any process: ``GLIBC_TUNABLES=`` :func:`tunables`, i.e.
+``glibc.malloc.arena_max=1:glibc.malloc.mmap_max=0:glibc.malloc.trim_threshold=N``.
 """
 from __future__ import annotations
 

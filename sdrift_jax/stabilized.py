@@ -44,7 +44,8 @@ _TINY_MASS = 1e-25
 _TINY_SUM = 1e-30
 
 _HI = jax.lax.Precision.HIGHEST
-_ROW_GROUPS = 8  # row blocks of K^T u (see _rmatvec)
+_ROW_GROUPS = 8  # row blocks of K^T u (see _rmatvec) ...
+GROUPED_MIN_ENTRIES = 2**21  # ... for problems of at least this many entries
 
 
 def _in_bounds(s, bound):
@@ -57,12 +58,13 @@ def _matvec(K, v):
 
 
 def _rmatvec(K, u):
-  """``K^T u`` per batch. Taken as ``_ROW_GROUPS`` partial products over blocks of rows
-  (a batched product, then a sum of a few rows), which XLA:CPU runs at the speed of
-  ``K v``; one product over all rows ran 1.3-1.6x slower at ``N = M = 2048-4096``
-  (docs/performance.md)."""
+  """``K^T u`` per batch. For problems of at least ``GROUPED_MIN_ENTRIES`` entries,
+  taken as ``_ROW_GROUPS`` partial products over blocks of rows (a batched product, then
+  a sum of a few rows), which XLA:CPU runs at the speed of ``K v``: one product over all
+  rows ran 1.3-1.6x slower at ``N = M = 2048-4096``, while on small batched problems
+  (8 x 256 x 256) the blocks were 1.8x slower (docs/performance.md)."""
   bsz, n, m = K.shape
-  if n % _ROW_GROUPS or n < 2 * _ROW_GROUPS:
+  if n % _ROW_GROUPS or n * m < max(GROUPED_MIN_ENTRIES, 2 * _ROW_GROUPS):
     return jnp.einsum("bnm,bn->bm", K, u, precision=_HI)
   h = _ROW_GROUPS
   parts = jnp.einsum("bhnm,bhn->bhm", K.reshape(bsz, h, n // h, m), u.reshape(bsz, h, n // h),

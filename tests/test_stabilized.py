@@ -176,3 +176,40 @@ def test_concrete_weights_inside_jit_keep_the_scaling_domain(monkeypatch):
   want = ref.drift(x, y_pos, y_neg, 0.1, 21, weights_neg=w)
   for got in (constant, traced):
     np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
+
+
+@pytest.fixture
+def grouped_column_sums(monkeypatch):
+  # K^T u as a sum over 8 blocks of rows at every size (the default starts at 2^21
+  # entries); read when tracing, so no program from before may be reused.
+  monkeypatch.setattr(stabilized, "GROUPED_MIN_ENTRIES", 0)
+  jax.clear_caches()
+  yield
+  jax.clear_caches()
+
+
+@pytest.mark.parametrize("n,m,d,tau_rel", [(64, 50, 2, 0.05), (64, 50, 2, 1e-3),
+                                           (40, 70, 16, 1e-3), (48, 48, 64, 0.5)])
+def test_grouped_column_sums_match_log_domain_and_float64(grouped_column_sums, n, m, d,
+                                                          tau_rel):
+  x, y, tau, logits, log_a, log_b = logit_problem(n + d, n, m, d, tau_rel)
+  for T in (2, 41):
+    fast = stabilized.row_normalized_coupling(logits, log_a, log_b, T)
+    plain = drift_lib.sinkhorn_coupling(logits, log_a, log_b, T)
+    np.testing.assert_allclose(fast, plain, atol=2e-4 if tau_rel < 0.01 else 2e-6)
+    v64 = ref.drift(x, y, np.zeros((1, d), np.float32), tau, T)
+    assert rel_err(np.asarray(fast) @ y, v64) < _TOLERANCE[tau_rel]
+    # The column mass of the barycentric map takes the same product.
+    Py, col = stabilized.barycentric_map(logits, log_a, log_b, y, T, with_col_mass=True)
+    assert rel_err(Py, v64) < _TOLERANCE[tau_rel]
+    np.testing.assert_allclose(col, np.exp(log_a) @ np.asarray(fast), rtol=1e-5, atol=1e-9)
+
+
+def test_grouped_column_sums_under_vmap(grouped_column_sums):
+  rng = np.random.default_rng(1)
+  x = rng.normal(size=(3, 32, 2)).astype(np.float32)
+  y = (rng.normal(size=(3, 40, 2)) + 0.5).astype(np.float32)
+  out = jax.jit(jax.vmap(lambda x, y: drift_field(x, y, x, 0.02, T=21, algorithm="scaling")))(x, y)
+  for i in range(3):
+    single = drift_field(x[i], y[i], x[i], 0.02, T=21, algorithm="log")
+    np.testing.assert_allclose(out[i], single, rtol=2e-5, atol=1e-5)
