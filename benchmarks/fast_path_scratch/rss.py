@@ -1,7 +1,12 @@
 """Faulting calls and resident memory over 300 calls of a function with a 64 MiB
-temporary. Usage: python benchmarks/fast_path_scratch/rss.py default|reuse
+temporary. Usage: python benchmarks/fast_path_scratch/rss.py default|reuse [imports]
+("imports": jax, sdrift_jax, flax and optax imported before the setting, as in
+experiments.run).
 """
 import json, resource, sys
+if sys.argv[2:] == ["imports"]:
+  sys.path.insert(0, '.')
+  import jax, sdrift_jax, flax, optax
 if sys.argv[1] == "reuse":
   sys.path.insert(0, '.')
   from sdrift_jax import host_memory
