@@ -15,12 +15,7 @@ itself on SLURM, Open MPI and Cloud TPU, or from ``--coordinator_address``,
 A mistake on the command line (a config path, variant, key or value) prints one line and
 exits with status 2; a config or data error found while running (a ValueError, KeyError,
 FileNotFoundError, a workdir in use, a damaged checkpoint) one or two lines and status 1.
-``--debug`` (or ``SDRIFT_DEBUG=1``) shows the traceback instead.
-
-``--reuse_host_memory`` (or ``SDRIFT_REUSE_HOST_MEMORY=1``) makes glibc keep the memory
-XLA frees, first thing in the process: large dense drifts on CPU stop paying page faults
-for their ``N x M`` buffers on every step, at the price of more resident memory
-(:mod:`sdrift_jax.host_memory`, docs/performance.md). ``--help`` lists the
+``--debug`` (or ``SDRIFT_DEBUG=1``) shows the traceback instead. ``--help`` lists the
 configs and their variants.
 """
 import glob
@@ -41,10 +36,6 @@ flags.DEFINE_bool("distributed", os.environ.get("SDRIFT_DISTRIBUTED") == "1",
 flags.DEFINE_string("coordinator_address", None, "host:port of process 0 (multi-host).")
 flags.DEFINE_integer("num_processes", None, "Number of processes (multi-host).")
 flags.DEFINE_integer("process_id", None, "This process's index (multi-host).")
-flags.DEFINE_bool("reuse_host_memory", os.environ.get("SDRIFT_REUSE_HOST_MEMORY") == "1",
-                  "glibc keeps freed memory for reuse: fewer page faults for large dense "
-                  "drifts on CPU, more resident memory (sdrift_jax.host_memory; also "
-                  "SDRIFT_REUSE_HOST_MEMORY=1).")
 flags.DEFINE_bool("debug", os.environ.get("SDRIFT_DEBUG") == "1",
                   "Show the traceback of an error (also SDRIFT_DEBUG=1).")
 FLAGS = flags.FLAGS
@@ -94,8 +85,8 @@ def help_text() -> str:
     for name, description in getattr(module, "VARIANTS", {}).items():
       lines.append(f"      :{name:<11} {description}")
   lines += ["", "Flags:"]
-  for name in ("config", "workdir", "debug", "reuse_host_memory", "distributed",
-               "coordinator_address", "num_processes", "process_id"):
+  for name in ("config", "workdir", "debug", "distributed", "coordinator_address",
+               "num_processes", "process_id"):
     lines.append(f"  --{name}: {FLAGS[name].help}")
   return "\n".join(lines)
 
@@ -179,14 +170,6 @@ def main(argv):
   logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(message)s",
                       datefmt="%H:%M:%S", stream=sys.stderr, force=True)
   logging.getLogger("sdrift_jax").setLevel(logging.INFO)
-  if FLAGS.reuse_host_memory:
-    from sdrift_jax import host_memory
-    try:
-      host_memory.reuse_freed_memory()
-    except RuntimeError as e:
-      print(f"error: --reuse_host_memory: {_message(e)}", file=sys.stderr)
-      sys.exit(1)
-    logging.getLogger("sdrift_jax").info("host memory: glibc keeps freed memory for reuse")
   parallel = FLAGS.config.get("parallel") or {}
   if FLAGS.distributed or parallel.get("distributed", False):
     import jax

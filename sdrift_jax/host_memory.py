@@ -9,6 +9,10 @@ buffers page by page (about 10 ms per 64 MiB on the 2-core CPU of docs/performan
 to ``keep_bytes`` of freed memory at the top of the heap (``M_TRIM_THRESHOLD``): the
 next call reuses the pages it freed.
 
+This helps a program that calls a large dense drift once per step from Python. A jitted
+loop of many steps per call (``experiments.run`` runs 100 per ``lax.scan``) already
+allocates once per call and gained nothing (docs/performance.md).
+
 The price is resident memory: freed blocks stay with the process, and the one heap
 fragments, so the peak can be larger (1.5 instead of 0.8 GiB in the measurement of
 docs/performance.md). The runtime frees a call's buffers on its own thread, sometimes

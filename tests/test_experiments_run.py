@@ -137,10 +137,3 @@ def test_default_workdir_names_config_and_variant():
   assert run.default_workdir("configs/toy.py") == os.path.join("workdirs", "toy")
   assert run.default_workdir("configs/toy.py:smoke,taus=(0.1,0.2)") == os.path.join(
       "workdirs", "toy_smoke_taus=_0.1_0.2_")
-
-
-@pytest.mark.heavy
-def test_cli_reuse_host_memory_is_set_before_jax_starts(tmp_path):
-  out = cli("--config=configs/toy.py:smoke", "--reuse_host_memory", f"--workdir={tmp_path}")
-  assert out.returncode == 0, out.stderr
-  assert "host memory: glibc keeps freed memory for reuse" in out.stderr, out.stderr

@@ -1,7 +1,6 @@
 """Faulting calls and resident memory over 300 calls of a function with a 64 MiB
 temporary. Usage: python benchmarks/fast_path_scratch/rss.py default|reuse [imports]
-("imports": jax, sdrift_jax, flax and optax imported before the setting, as in
-experiments.run).
+("imports": jax, sdrift_jax, flax and optax imported before the setting).
 """
 import json, resource, sys
 if sys.argv[2:] == ["imports"]:
