@@ -18,7 +18,7 @@ fragments, so the peak can be larger (1.5 instead of 0.8 GiB in the measurement 
 docs/performance.md). The runtime frees a call's buffers on its own thread, sometimes
 after the next call has allocated, so the heap grows over the first calls (and now and
 then later) before the pages are reused: in tests/test_host_memory.py's probe (a 64 MiB
-temporary), 1-4 of calls 9-24 still faulted, against every call by default.
+temporary), 0-5 of calls 9-24 still faulted in 8 runs, against every call by default.
 
 It is a setting of the whole process, so it is never made on import; call it first,
 before JAX runs anything (threads that already have an arena keep it). The same
@@ -30,6 +30,7 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import platform
+import sys
 
 # mallopt parameters, from glibc's malloc.h.
 _M_TRIM_THRESHOLD = -1
@@ -47,7 +48,6 @@ def tunables(keep_bytes: int = DEFAULT_KEEP_BYTES) -> str:
 
 
 def _jax_started() -> bool:
-  import sys  # pylint: disable=g-import-not-at-top
   if "jax" not in sys.modules:
     return False
   from jax._src import xla_bridge  # pylint: disable=g-import-not-at-top

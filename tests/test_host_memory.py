@@ -43,8 +43,9 @@ def test_reuse_cuts_the_page_faults_of_large_temporaries():
   assert reuse["sum"] == default["sum"]
   # Default: every call maps its temporary afresh (16384 pages of 4 KiB). Reuse: freed
   # pages are taken again. The heap still grows now and then (the runtime frees a call's
-  # buffers after the next call may have started): measured over calls 9-24, 1-4 of the
-  # 16 calls faulted in 7 runs, against all 16 by default.
+  # buffers after the next call may have started): over calls 9-24, 0-5 of the 16
+  # faulted in 8 runs, against all 16 by default
+  # (benchmarks/fast_path_scratch/probe_runs.py 8).
   later = slice(8, None)
   assert sum(default["faults"][later]) > 16 * 16000, default
   assert sum(reuse["faults"][later]) < 0.5 * sum(default["faults"][later]), reuse
