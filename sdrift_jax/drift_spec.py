@@ -26,7 +26,7 @@ NORMALIZATIONS = ("sinkhorn", "one_sided", "two_sided", "two_sided_joint")
 # product per half-step; needs strictly positive weights), 'blocked' (log domain over row
 # tiles, never holding an N x M matrix; 'sinkhorn' and 'one_sided' only), 'auto'
 # (blocked when the dense matrices would not fit in memory, else scaling when allowed).
-ALGORITHMS = ("auto", "log", "scaling", "blocked")
+ALGORITHMS = ("auto", "log", "scaling", "blocked", "fused")
 #: Dense paths hold about this many N x M matrices at once (logits, kernels, couplings).
 DENSE_MATRICES = 8
 
@@ -65,7 +65,7 @@ class DriftSpec:
     cost: a cost name or kernel alias; stored canonical (``'gaussian'`` ->
       ``'sqeuclidean'``).
     mask_self: mask the self-pairs of ``y_neg = x``.
-    algorithm: ``'auto'``, ``'log'``, ``'scaling'`` or ``'blocked'``.
+    algorithm: ``'auto'``, ``'log'``, ``'scaling'``, ``'blocked'`` or ``'fused'``.
     relative_tau: ``tau`` in units of the batch's mean cost.
     copies: how many copies of the problem run at once (vmapped seeds and groups);
       ``'auto'`` needs the dense matrices of all of them to fit.
@@ -92,9 +92,10 @@ class DriftSpec:
     if isinstance(self.copies, bool) or not isinstance(self.copies, (int, np.integer)) or (
         self.copies < 1):
       raise ValueError(f"copies must be an int >= 1, got {self.copies!r}")
-    if self.algorithm == "blocked" and self.normalization not in ("sinkhorn", "one_sided"):
-      raise ValueError(f"algorithm='blocked' supports normalization 'sinkhorn' and "
-                       f"'one_sided', got {self.normalization!r}")
+    if self.algorithm in ("blocked", "fused") and self.normalization not in (
+        "sinkhorn", "one_sided"):
+      raise ValueError(f"algorithm={self.algorithm!r} supports normalization 'sinkhorn' "
+                       f"and 'one_sided', got {self.normalization!r}")
 
   @classmethod
   def from_config(cls, drift_config, copies: int = 1) -> "DriftSpec":
