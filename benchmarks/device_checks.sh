@@ -18,14 +18,15 @@ if compgen -G ".whl/*.whl" > /dev/null; then
   export PYTHONPATH=/tmp/site
 fi
 export PYTHONPATH=${PYTHONPATH:+$PYTHONPATH:}$PWD PYTHONUNBUFFERED=1
-STAGES=${STAGES:-env floors vs_ott blocked tests}
+STAGES=${STAGES:-env floors vs_ott vs_ott_tf32 blocked tests}
 
 stage() {  # stage NAME SECONDS COMMAND...: runs COMMAND, appends its output to NAME.log
   local name=$1 secs=$2 start rc
   shift 2
   start=$(date +%s)
   echo "\$ $*" >> "$OUT/$name.log"
-  timeout "$secs" "$@" >> "$OUT/$name.log" 2>&1
+  # SIGINT first: pytest then prints the tracebacks of the failures so far.
+  timeout -s INT -k 10 "$secs" "$@" >> "$OUT/$name.log" 2>&1
   rc=$?
   echo "== $name: rc=$rc in $(( $(date +%s) - start )) s: $*"
 }
@@ -57,19 +58,9 @@ print('jax', jax.__version__, 'flax', flax.__version__, 'optax', optax.__version
         stage blocked 40 $PY -m benchmarks.blocked_memory --n $n --d 64 --T 3
       done
       ;;
-    fused)
-      stage fused 130 $PY -m benchmarks.fused_gpu --sizes 16384 --dims 2 6 16 --T 31
-      stage fused 50 $PY -m benchmarks.fused_gpu --sizes 4096 8192 --dims 2 --T 41 \
-        --tiles "32,128,4;64,128,4;64,64,4"
-      ;;
-    vs_ott_hi)  # ott-jax's costs in float32 (HIGHEST) like ours, not TF32
-      JAX_DEFAULT_MATMUL_PRECISION=highest stage vs_ott_hi 80 $PY -m benchmarks.drift_vs_ott \
-        --sizes 16384 --dims 6 512 --Ts 1 31 --repeats 10
-      ;;
-    tests_fused)
-      stage tests 100 $PY -m pytest -v -p no:randomly tests/test_fused.py \
-        tests/test_fast_paths.py::test_barycentric_map_vmap_and_derivatives \
-        tests/test_blocked.py tests/test_drift.py
+    vs_ott_tf32)  # ott-jax as its users get it on a GPU: costs by TF32 matmuls
+      stage vs_ott_tf32 90 $PY -m benchmarks.drift_vs_ott --sizes 16384 --dims 6 512 \
+        --Ts 1 31 --repeats 10 --ott-precision default
       ;;
     tests)
       stage tests 100 $PY -m pytest -v -p no:randomly tests/test_fast_paths.py \

@@ -27,7 +27,6 @@ from jax.scipy.special import logsumexp
 from sdrift_jax import blocked
 from sdrift_jax import costs as costs_lib
 from sdrift_jax import drift_spec
-from sdrift_jax import fused
 from sdrift_jax import sinkhorn_solver as sinkhorn_lib
 from sdrift_jax import stabilized
 from sdrift_jax import validation
@@ -105,14 +104,11 @@ def _column_error(W, a, b):
 
 
 def _blocked_temperature(x, y_pos, y_neg, tau, a, bp, bn, *, T, normalization, cost,
-                         mask_self, with_info, algorithm="blocked"):
+                         mask_self, with_info):
   T = T if normalization == "sinkhorn" else 1
-  if algorithm == "fused":
-    one = functools.partial(fused.barycentric_map, with_col_error=with_info)
-  else:
-    block = blocked.block_rows(x.shape[0], max(y_pos.shape[0], y_neg.shape[0]))
-    one = functools.partial(blocked.barycentric_map, block=block, with_col_error=with_info)
-  parts = [one(x, y, jnp.log(a), jnp.log(b), tau, T, cost, mask)
+  block = blocked.block_rows(x.shape[0], max(y_pos.shape[0], y_neg.shape[0]))
+  parts = [blocked.barycentric_map(x, y, jnp.log(a), jnp.log(b), tau, T, cost, mask, block,
+                                   with_col_error=with_info)
            for y, b, mask in ((y_pos, bp, False), (y_neg, bn, mask_self))]
   V = parts[0][0] - parts[1][0]
   if not with_info:
@@ -158,11 +154,10 @@ def _logits(x, y, tau, cost, normalization):
 
 def _single_temperature(x, y_pos, y_neg, tau, a, bp, bn, *, T, normalization, cost,
                         mask_self, with_info, algorithm, uniform=(False, False)):
-  if algorithm in ("blocked", "fused"):
+  if algorithm == "blocked":
     return _blocked_temperature(x, y_pos, y_neg, tau, a, bp, bn, T=T,
                                 normalization=normalization, cost=cost,
-                                mask_self=mask_self, with_info=with_info,
-                                algorithm=algorithm)
+                                mask_self=mask_self, with_info=with_info)
   logits_pos, logits_neg = (_logits(x, y, tau, cost, normalization) for y in (y_pos, y_neg))
   if mask_self:
     n = x.shape[0]
@@ -280,10 +275,7 @@ def drift_field(x, y_pos, y_neg, tau, T: int = 41, *, normalization: str = "sink
       log-domain absorption, :mod:`sdrift_jax.stabilized`; one matrix-vector product per
       half-step), ``'log'`` (plain log domain), ``'blocked'`` (log domain over row
       tiles with costs recomputed from ``x`` and ``y``: memory ``O((N + M) d)``, no
-      ``N x M`` matrix; ``'sinkhorn'`` and ``'one_sided'`` only), ``'fused'`` (the
-      blocked iteration in Pallas kernels that never write a cost, for GPUs and
-      ``d <= 16``: :mod:`sdrift_jax.fused`; elsewhere it runs in Pallas' interpreter) or
-      ``'auto'``
+      ``N x M`` matrix; ``'sinkhorn'`` and ``'one_sided'`` only) or ``'auto'``
       (``'blocked'`` when the dense matrices would exceed half the device memory, else
       ``'scaling'`` unless some weight is zero or traced). All give the same drift to
       float32 rounding.
