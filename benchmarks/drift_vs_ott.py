@@ -6,9 +6,10 @@ contenders are timed interleaved (one call of each per round, medians over the r
 so that load from other processes hits them alike; the load average is printed with the
 table. At ``T = 1``
 no Sinkhorn iteration runs, so the ott column is a row softmax of ott's cost matrix.
-Our drift is timed twice: the default (``algorithm='auto'``, the scaling domain) and the
-plain log domain (``algorithm='log'``). A last check runs the default at a tiny
-temperature (1e-3 of the median cost) and compares it with the log domain there.
+Our drift is timed twice: the default (``algorithm='auto'``: the scaling domain on a CPU,
+the log domain on a GPU) and the plain log domain (``algorithm='log'``). A last check
+runs the default at a tiny temperature (1e-3 of the median cost) and compares it with
+the log domain there.
 ott-jax's matmuls run at HIGHEST precision, as ours do: at its default precision a GPU
 computes its costs in TF32 (relative differences of 1e-4 to 4e-3 against ours on an
 H200, where both agree to 1e-6 at HIGHEST); ``--ott-precision default`` times that.

@@ -276,8 +276,9 @@ def drift_field(x, y_pos, y_neg, tau, T: int = 41, *, normalization: str = "sink
       half-step), ``'log'`` (plain log domain), ``'blocked'`` (log domain over row
       tiles with costs recomputed from ``x`` and ``y``: memory ``O((N + M) d)``, no
       ``N x M`` matrix; ``'sinkhorn'`` and ``'one_sided'`` only) or ``'auto'``
-      (``'blocked'`` when the dense matrices would exceed half the device memory, else
-      ``'scaling'`` unless some weight is zero or traced). All give the same drift to
+      (``'blocked'`` when the dense matrices would exceed half the device memory; else
+      ``'log'`` on a GPU, where it measured faster; else ``'scaling'`` unless some
+      weight is zero or traced). All give the same drift to
       float32 rounding.
     relative_tau: scale-free temperature (Deng et al.; the reference codes' feature
       normalization): the kernel is ``exp(-C / (tau * mean C))`` with the mean over the
