@@ -20,26 +20,15 @@ problems: ``2 T`` reads of the ``N x N`` kernel at the ``K v`` bandwidth.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
-import statistics
-import time
 
 import jax
 import jax.numpy as jnp
 
-from benchmarks.common import machine_description
+from benchmarks.common import machine_description, time_call
 
 _HI = jax.lax.Precision.HIGHEST
-
-
-def _median_seconds(fn, *args, repeats):
-  jax.block_until_ready(fn(*args))
-  times = []
-  for _ in range(repeats):
-    t0 = time.perf_counter()
-    jax.block_until_ready(fn(*args))
-    times.append(time.perf_counter() - t0)
-  return statistics.median(times)
 
 
 def main(argv=None):
@@ -50,7 +39,8 @@ def main(argv=None):
   parser.add_argument("--d-large", type=int, default=512)
   parser.add_argument("--repeats", type=int, default=20)
   args = parser.parse_args(argv)
-  n, r = args.n, args.repeats
+  n = args.n
+  median = functools.partial(time_call, repeats=args.repeats, min_total_s=0.0)
   print(json.dumps(dict(machine=machine_description())), flush=True)
   k1, k2, k3, k4 = jax.random.split(jax.random.key(0), 4)
   K = jax.random.uniform(k1, (n, n), jnp.float32)
@@ -62,21 +52,20 @@ def main(argv=None):
     out[name] = seconds
     print(json.dumps(dict(name=name, ms=1e3 * seconds, **extra)), flush=True)
 
-  t = _median_seconds(jax.jit(lambda a: a * 1.5), K, repeats=r)
+  t = median(jax.jit(lambda a: a * 1.5), K)
   record("copy", t, gb_per_s=2 * mat_bytes / t / 1e9)
-  t = _median_seconds(jax.jit(lambda a: jnp.sum(a, 1)), K, repeats=r)
+  t = median(jax.jit(lambda a: jnp.sum(a, 1)), K)
   record("row_sum", t, gb_per_s=mat_bytes / t / 1e9)
-  t = _median_seconds(jax.jit(lambda a, b: jnp.matmul(a, b, precision=_HI)), K, v, repeats=r)
+  t = median(jax.jit(lambda a, b: jnp.matmul(a, b, precision=_HI)), K, v)
   record("K v", t, gb_per_s=mat_bytes / t / 1e9)
-  t = _median_seconds(jax.jit(lambda a, b: jnp.matmul(b, a, precision=_HI)), K, v, repeats=r)
+  t = median(jax.jit(lambda a, b: jnp.matmul(b, a, precision=_HI)), K, v)
   record("K^T u", t, gb_per_s=mat_bytes / t / 1e9)
   del K
   for d in (args.d_small, args.d_large):
     x = jax.random.normal(k3, (n, d), jnp.float32)
     y = jax.random.normal(k4, (n, d), jnp.float32)
     for name, prec in (("HIGHEST", _HI), ("DEFAULT", None)):
-      t = _median_seconds(jax.jit(lambda a, b: jnp.matmul(a, b.T, precision=prec)), x, y,
-                          repeats=r)
+      t = median(jax.jit(lambda a, b: jnp.matmul(a, b.T, precision=prec)), x, y)
       record(f"matmul N x {d} x N {name}", t, tflop_per_s=2 * n * n * d / t / 1e12)
     tau = 0.05 * d
 
@@ -85,7 +74,7 @@ def main(argv=None):
            - 2 * jnp.matmul(x, y.T, precision=_HI))
       return jnp.sum(jnp.exp(-c / tau) * v[None], 1)
 
-    t = _median_seconds(jax.jit(row_pass), x, y, v, repeats=r)
+    t = median(jax.jit(row_pass), x, y, v)
     record(f"fused row pass d={d}", t, ns_per_entry=1e9 * t / (n * n))
   half_steps = 2 * args.T  # both problems
   floor = half_steps * mat_bytes / (mat_bytes / out["K v"])
