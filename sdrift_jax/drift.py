@@ -278,8 +278,7 @@ def drift_field(x, y_pos, y_neg, tau, T: int = 41, *, normalization: str = "sink
       ``N x M`` matrix; ``'sinkhorn'`` and ``'one_sided'`` only) or ``'auto'``
       (``'blocked'`` when the dense matrices would exceed half the device memory; else
       ``'log'`` on a GPU, where it measured faster; else ``'scaling'`` unless some
-      weight is zero or traced). All give the same drift to
-      float32 rounding.
+      weight is zero or traced). All give the same drift to float32 rounding.
     relative_tau: scale-free temperature (Deng et al.; the reference codes' feature
       normalization): the kernel is ``exp(-C / (tau * mean C))`` with the mean over the
       pairs ``(x, y_pos)`` and ``(x, y_neg)`` (self pairs left out when ``mask_self``),

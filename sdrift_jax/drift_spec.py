@@ -115,11 +115,10 @@ class DriftSpec:
     has a blocked path; else, on a GPU, ``'log'``; elsewhere ``'scaling'`` when every
     weight is known positive, else ``'log'``.
 
-    On a GPU the half-steps are bound by memory either way and XLA fuses the log
-    domain's exp into its reductions: ``'log'`` took 6-23 % less time than
-    ``'scaling'`` in every case timed on an H200 (N = M from 4096 to 16384, d from 2
-    to 512, T = 31 and 41; equal at T = 1; docs/performance.md). On a CPU the scaling
-    domain is up to several times faster.
+    On a GPU ``'log'`` took 6-23 % less time than ``'scaling'`` in every case timed
+    on an H200 (N = M from 4096 to 16384, d from 2 to 512, T = 31 and 41; equal at
+    T = 1). On a CPU the scaling domain was up to 4.7x faster (N = M = 4096, d = 2,
+    T = 41). Both: docs/performance.md.
     """
     positive = all(positive_weights(w) for w in weights)
     if self.algorithm == "auto":
