@@ -86,7 +86,7 @@ def test_barycentric_map_vmap_and_derivatives():
       if fast:
         Py, _ = stabilized.barycentric_map(l, log_a, log_b, jnp.asarray(y), 7)
       else:
-        # HIGHEST: a plain @ runs in TF32 on GPUs (seen failing there at 1e-5).
+        # HIGHEST: a plain @ runs in TF32 on GPUs, too coarse for a float32 reference.
         Py = jnp.matmul(drift_lib.sinkhorn_coupling(l, log_a, log_b, 7), jnp.asarray(y),
                         precision=jax.lax.Precision.HIGHEST)
       return jnp.sum(Py ** 2)
