@@ -9,8 +9,8 @@ import jax
 import numpy as np
 from flax import nnx
 
-from sdrift_jax import checkpoint as checkpoint_lib
-from sdrift_jax import pixel_models
+from sdrift_jax.training import checkpoint as checkpoint_lib
+from sdrift_jax.models import pixel as pixel_models
 
 
 def load(directory, template):

@@ -31,7 +31,7 @@ import jax.numpy as jnp
 
 from benchmarks.common import interleaved_medians, machine_description
 from sdrift_jax import drift_field, host_memory
-from sdrift_jax.ott_reference import ott_drift_field
+from sdrift_jax.drift.ott_reference import ott_drift_field
 
 
 def run(sizes, dims, Ts, repeats, ott_precision="highest"):

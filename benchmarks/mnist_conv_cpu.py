@@ -9,7 +9,7 @@ from flax import nnx
 
 from benchmarks.common import machine_description, time_call
 from experiments import mnist_models
-from sdrift_jax import models
+from sdrift_jax.models import layers
 
 
 def grad_time(module, inp, post=lambda h: h):
@@ -28,9 +28,9 @@ def main():
       ("nnx.ConvTranspose 64->32, stride 2, 7x7 input",
        grad_time(nnx.ConvTranspose(64, 32, **conv), jnp.ones((B, 7, 7, 64)))),
       ("SubPixelUpsample 64->32, 7x7 input",
-       grad_time(models.SubPixelUpsample(64, 32, rngs=r), jnp.ones((B, 7, 7, 64)))),
+       grad_time(layers.SubPixelUpsample(64, 32, rngs=r), jnp.ones((B, 7, 7, 64)))),
   ]
-  ae = models.ConvAutoencoder(6, rngs=r)
+  ae = mnist_models.ConvAutoencoder(6, rngs=r)
   g, p = nnx.split(ae)
   loss = lambda p, x: mnist_models.ae_loss(nnx.merge(g, p), x, None)
   x = jnp.full((B, 28, 28, 1), 0.5)

@@ -5,7 +5,7 @@
 # Usage (from the repository root, with mutmut installed: pip install 'mutmut>=3.8'):
 #   benchmarks/mutation.sh MODULE [MUTANT_PATTERN ...]
 # MODULE is one of the names in TESTS below (drift_spec: DriftSpec and 'auto'); patterns (mutmut's mutant names with '*',
-# e.g. 'sdrift_jax.drift.x__couplings*') restrict the run to some functions. With
+# e.g. 'sdrift_jax.drift.field.x__couplings*') restrict the run to some functions. With
 # MUTATION_REF=<commit> the tests are taken from that commit instead of the working tree
 # (how the "before" counts in docs/testing.md were made). The library is always the working tree's. The run happens in a scratch copy
 # ($MUTATION_DIR/MODULE, default /tmp/sdrift_mutation/MODULE) holding its own setup.cfg

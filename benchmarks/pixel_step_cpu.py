@@ -20,8 +20,8 @@ from flax import nnx
 
 from benchmarks.common import machine_description
 from experiments import mnist_pixels
-from sdrift_jax import config_lib
-from sdrift_jax import pixel_models
+from experiments import config_lib
+from sdrift_jax.models import pixel as pixel_models
 from sdrift_jax import training
 from sdrift_jax.training import trainer as trainer_lib
 

@@ -54,7 +54,7 @@ from flax import nnx
 
 from benchmarks.common import interleaved_medians, write_markdown_table
 from configs import toy as toy_config
-from sdrift_jax import models
+from sdrift_jax.models import generators as models
 from sdrift_jax.training import optim as optim_lib
 
 

@@ -24,7 +24,7 @@ Short keys: path, keys (class keys in order), tau, taus, steps, seeds, T, algori
 devices, coupling, decoder, features.
 """
 from configs import latents as latents_config
-from sdrift_jax import config_lib
+from experiments import config_lib
 
 ALIASES = dict(latents_config.ALIASES, path="data.path", keys="data.class_keys")
 PER_SETTING = latents_config.PER_SETTING

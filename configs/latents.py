@@ -5,7 +5,7 @@
 
 The pipeline of configs/ffhq_alae.py (Table 2: baseline against Sinkhorn at
 tau in {0.1, 1, 10}) on a stand-in that ships: 6 classes of 512-d latents, class c drawn
-from N(mean_c, A_c A_c^T + 0.09 I) with A_c of rank 16 (sdrift_jax.data.latents), so
+from N(mean_c, A_c A_c^T + 0.09 I) with A_c of rank 16 (experiments.data.latents), so
 W2^2 and Frechet distances against fresh held-out draws mean something. Sized for a CPU:
 the paper's generator (noise 512 + class embedding 64, three Linear(1024) + ReLU) and
 optimizer (Adam 3e-4, embeddings 1e-3, cosine, clip 5), but 64 latents per class per
@@ -16,7 +16,7 @@ T, algorithm, devices, coupling, decoder, features.
 """
 import ml_collections
 
-from sdrift_jax import config_lib
+from experiments import config_lib
 from sdrift_jax.training import objectives
 
 ALIASES = {"devices": "parallel.devices", "coupling": "parallel.coupling",
@@ -79,7 +79,7 @@ def make_smoke(c):
 
 
 def make_scale_free(c):
-  """The reference codes' loss (:mod:`sdrift_jax.loss`): tau relative to the batch's mean
+  """The reference codes' loss (:mod:`sdrift_jax.drift.loss`): tau relative to the batch's mean
   distance, per-temperature normalization; baseline = the joint two-sided form."""
   c.loss.objective = "feature_drift"
   c.baseline = ml_collections.ConfigDict(dict(normalization="two_sided", form="joint",

@@ -19,7 +19,7 @@ positives per class per step. Full MNIST: ``source=tfds`` (``download=True`` to 
 ``source=npz`` (Keras mnist.npz) or ``source=idx`` (directory of the IDX files).
 ``reference``: the Sinkhorn-drifting reference MNIST script's training recipe
 (``mnist/train_drifting.py`` and its README commands): the feature-drift objective
-(:mod:`sdrift_jax.loss`) with scale-free temperatures (tau relative to the batch's mean
+(:mod:`sdrift_jax.drift.loss`) with scale-free temperatures (tau relative to the batch's mean
 distance), classifier-free guidance (16 unconditional negatives per class, omega from
 a power law of exponent 3 on [1, 4], ``weighted_cols`` for Sinkhorn, generator
 conditioned on omega, samples evaluated at omega = 1 as its README's evaluation),
@@ -34,7 +34,7 @@ algorithm, devices, coupling.
 """
 import ml_collections
 
-from sdrift_jax import config_lib
+from experiments import config_lib
 from sdrift_jax.training import objectives
 
 TAUS = (0.005, 0.01, 0.02, 0.025, 0.03, 0.04, 0.05, 0.1)

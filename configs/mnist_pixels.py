@@ -25,7 +25,7 @@ more steps. Short keys: source, path, download, tau, taus, methods, steps, seeds
 """
 import ml_collections
 
-from sdrift_jax import config_lib
+from experiments import config_lib
 from sdrift_jax.training import objectives
 
 ALIASES = {"source": "data.source", "path": "data.path", "download": "data.download",

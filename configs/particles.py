@@ -12,7 +12,7 @@ Variants: ``smoke`` (few steps, two temperatures, no GIF); ``key=value`` for fie
 """
 import ml_collections
 
-from sdrift_jax import config_lib
+from experiments import config_lib
 
 
 VARIANTS = {

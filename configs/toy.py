@@ -32,7 +32,7 @@ algorithm, devices.
 """
 import ml_collections
 
-from sdrift_jax import config_lib
+from experiments import config_lib
 from sdrift_jax.training import objectives
 
 ALIASES = {"target": "sweep.targets", "targets": "sweep.targets", "tau": "sweep.taus",

@@ -58,16 +58,16 @@ def get(name) -> Callable:
 def run_experiment(config, workdir: str):
   """Runs the experiment of ``config`` in ``workdir`` and returns its summary.
 
-  The run holds ``workdir``'s lock (:func:`sdrift_jax.workdir.hold`, process 0 only: the
+  The run holds ``workdir``'s lock (:func:`sdrift_jax.training.workdir.hold`, process 0 only: the
   processes of one multi-host job share the workdir) from start to end, so a second run
   into it, or into the top directory of a sweep in progress, is refused at once.
 
   Raises:
-    sdrift_jax.workdir.WorkdirBusyError: another run holds ``workdir``.
+    sdrift_jax.training.workdir.WorkdirBusyError: another run holds ``workdir``.
     ValueError: an unknown ``config.experiment``, or what the experiment refuses.
   """
   import jax  # pylint: disable=g-import-not-at-top
-  from sdrift_jax import workdir as workdir_lib  # pylint: disable=g-import-not-at-top
+  from sdrift_jax.training import workdir as workdir_lib  # pylint: disable=g-import-not-at-top
   entry = get(config.get("experiment"))
   with workdir_lib.hold(workdir, enabled=jax.process_index() == 0):
     return entry(config, workdir)

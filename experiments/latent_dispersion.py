@@ -27,9 +27,10 @@ def dispersion(run: str) -> dict:
   import ml_collections
   import numpy as np
   from experiments import latents as latents_lib
-  from sdrift_jax import checkpoint, metrics
+  from sdrift_jax.training import checkpoint
+  from sdrift_jax.evaluation import metrics
   from sdrift_jax import training as train
-  from sdrift_jax.data import latents as latents_data
+  from experiments.data import latents as latents_data
 
   path = os.path.join(run, "config.json")
   if not os.path.exists(path):

@@ -2,13 +2,13 @@
 
 The same grouped training loop as MNIST: every step draws ``batch_size`` generated and
 positive latents per class, and the drift couples them within each class. Data: a user's
-``.npz`` (:func:`sdrift_jax.data.latents.load_latents`: the FFHQ-ALAE layout) or the
+``.npz`` (:func:`experiments.data.latents.load_latents`: the FFHQ-ALAE layout) or the
 embedded synthetic stand-in of known distribution. Evaluation per class: W2^2 by exact
 OT between generated and held-out latents, and the Frechet distance between Gaussians
 fitted to them (the FID formula applied to latents), and, when ``config.eval.decoder``
 and ``config.eval.features`` name the user's latent decoder and image feature extractor
 (``'module:function'``), the FID of the decoded generated latents against the decoded
-held-out latents (:class:`sdrift_jax.frechet.DecodedFID`).
+held-out latents (:class:`sdrift_jax.evaluation.frechet.DecodedFID`).
 """
 from __future__ import annotations
 
@@ -20,10 +20,10 @@ import numpy as np
 import experiments
 from experiments import sweep
 from experiments import tables
-from sdrift_jax import frechet
-from sdrift_jax import metrics
+from sdrift_jax.evaluation import frechet
+from sdrift_jax.evaluation import metrics
 from sdrift_jax import training
-from sdrift_jax.data import latents as latents_data
+from experiments.data import latents as latents_data
 from sdrift_jax.training import evaluators
 from sdrift_jax.training import mesh as mesh_lib
 

@@ -21,7 +21,7 @@ from experiments import mnist_models
 from experiments import sweep
 from experiments import tables
 from sdrift_jax import training
-from sdrift_jax.data import mnist as mnist_data
+from experiments.data import mnist as mnist_data
 from sdrift_jax.training import evaluators
 from sdrift_jax.training import mesh as mesh_lib
 from sdrift_jax.training import writers
@@ -112,7 +112,7 @@ def _objective_line(config) -> str:
          f"omega^-{g.omega_exponent:g} on [{g.omega_min:g}, {g.omega_max:g}], samples "
          f"at omega = {g.eval_omega:g}" if g.num_uncond else "no CFG")
   ema = config.train.get("ema_decay", 0.0)
-  return ("Loss: the reference codes' feature-drift loss (sdrift_jax.loss); tau relative "
+  return ("Loss: the reference codes' feature-drift loss (sdrift_jax.drift.loss); tau relative "
           "to the batch's mean distance" + ("" if loss.feature_scale else " (raw units)")
           + f"; {cfg}; " + (f"EMA {ema:g} (evaluated)" if ema else "no EMA") + "; "
           f"baseline {config.baseline.get('form', 'joint')} "

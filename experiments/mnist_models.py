@@ -18,13 +18,69 @@ import numpy as np
 import optax
 from flax import nnx
 
-from sdrift_jax import checkpoint as checkpoint_lib
-from sdrift_jax import models
-from sdrift_jax import pixel_models
-from sdrift_jax import workdir as workdir_lib
-from sdrift_jax.data import mnist as mnist_data
+from sdrift_jax.training import checkpoint as checkpoint_lib
+from sdrift_jax.models import layers
+from sdrift_jax.models import pixel as pixel_models
+from sdrift_jax.training import workdir as workdir_lib
+from experiments.data import mnist as mnist_data
 
 log = logging.getLogger("sdrift_jax")
+
+
+
+class ConvAutoencoder(nnx.Module):
+  """MNIST autoencoder of Sec. 5.3: conv 1-32-64 (stride 2), FC 3136-128-latent, mirrored
+  decoder (sub-pixel upsampling 64-32-1) with a sigmoid output. Images are
+  ``[B, 28, 28, 1]`` in [0, 1]."""
+
+  def __init__(self, latent_dim: int = 6, *, rngs: nnx.Rngs):
+    conv = dict(kernel_size=(3, 3), strides=(2, 2), padding="SAME", rngs=rngs)
+    self.enc1 = nnx.Conv(1, 32, **conv)
+    self.enc2 = nnx.Conv(32, 64, **conv)
+    self.enc3 = nnx.Linear(7 * 7 * 64, 128, rngs=rngs)
+    self.enc4 = nnx.Linear(128, latent_dim, rngs=rngs)
+    self.dec1 = nnx.Linear(latent_dim, 128, rngs=rngs)
+    self.dec2 = nnx.Linear(128, 7 * 7 * 64, rngs=rngs)
+    self.dec3 = layers.SubPixelUpsample(64, 32, rngs=rngs)
+    self.dec4 = layers.SubPixelUpsample(32, 1, rngs=rngs)
+
+  def encode(self, images: jax.Array) -> jax.Array:
+    h = jax.nn.relu(self.enc1(images))
+    h = jax.nn.relu(self.enc2(h))
+    h = jax.nn.relu(self.enc3(h.reshape(h.shape[0], -1)))
+    return self.enc4(h)
+
+  def decode_logits(self, z: jax.Array) -> jax.Array:
+    h = jax.nn.relu(self.dec1(z))
+    h = jax.nn.relu(self.dec2(h)).reshape(z.shape[0], 7, 7, 64)
+    h = jax.nn.relu(self.dec3(h))
+    return self.dec4(h)
+
+  def decode(self, z: jax.Array) -> jax.Array:
+    return jax.nn.sigmoid(self.decode_logits(z))
+
+  def __call__(self, images: jax.Array) -> jax.Array:
+    return self.decode_logits(self.encode(images))
+
+
+class SmallCNN(nnx.Module):
+  """Digit classifier for the class-accuracy metric: two conv + pool, FC 128, 10 logits."""
+
+  def __init__(self, num_classes: int = 10, *, rngs: nnx.Rngs):
+    self.conv1 = nnx.Conv(1, 32, kernel_size=(3, 3), padding="SAME", rngs=rngs)
+    self.conv2 = nnx.Conv(32, 64, kernel_size=(3, 3), padding="SAME", rngs=rngs)
+    self.fc1 = nnx.Linear(7 * 7 * 64, 128, rngs=rngs)
+    self.fc2 = nnx.Linear(128, num_classes, rngs=rngs)
+
+  def features(self, images: jax.Array) -> jax.Array:
+    """The 128-d penultimate activations (the space of its Frechet distance)."""
+    pool = lambda h: nnx.max_pool(h, window_shape=(2, 2), strides=(2, 2))
+    h = pool(jax.nn.relu(self.conv1(images)))
+    h = pool(jax.nn.relu(self.conv2(h)))
+    return jax.nn.relu(self.fc1(h.reshape(h.shape[0], -1)))
+
+  def __call__(self, images: jax.Array) -> jax.Array:
+    return self.fc2(self.features(images))
 
 
 def to_float(images: np.ndarray) -> jax.Array:
@@ -109,7 +165,7 @@ def classifier_loss(model, x, y, key=None):
 
 
 def mae_loss(settings):
-  """The masked autoencoder's loss (:func:`sdrift_jax.pixel_models.mae_loss`) with the
+  """The masked autoencoder's loss (:func:`sdrift_jax.models.pixel.mae_loss`) with the
   masking settings of ``config.encoder``."""
   ratio, weight = float(settings.max_mask_ratio), float(settings.visible_weight)
   if not 0.0 < ratio <= 1.0 or weight < 0.0:
@@ -126,9 +182,9 @@ def mae_loss(settings):
 #: other's weights. The settings (the whole config block) are the cache key.
 KINDS = {
     "autoencoder": ("autoencoder",
-                    lambda s, rngs: models.ConvAutoencoder(int(s.latent_dim), rngs=rngs),
+                    lambda s, rngs: ConvAutoencoder(int(s.latent_dim), rngs=rngs),
                     lambda s: ae_loss),
-    "classifier": ("classifier", lambda s, rngs: models.SmallCNN(rngs=rngs),
+    "classifier": ("classifier", lambda s, rngs: SmallCNN(rngs=rngs),
                    lambda s: classifier_loss),
     "encoder": ("encoder",
                 lambda s, rngs: pixel_models.MaskedConvEncoder(tuple(s.widths), rngs=rngs),
@@ -252,7 +308,7 @@ class LatentSpace:
   def save_grid(self, samples: np.ndarray, path: str, per_class: int = 8):
     """``samples [C, n, d]`` -> a ``C x per_class`` grid of decoded digits (rows: classes)
     as a PNG."""
-    from sdrift_jax import plotting  # pylint: disable=g-import-not-at-top
+    from experiments import plotting  # pylint: disable=g-import-not-at-top
     z = samples[:, :per_class].reshape(-1, samples.shape[-1])
     images = np.asarray(self.decode(jnp.asarray(z)))
     plotting.save_image(digit_grid(images.reshape(samples.shape[0], per_class, -1)), path)

@@ -1,10 +1,10 @@
 """One-step MNIST pixel generation through a frozen feature encoder.
 
 Pipeline: load digits -> train (or load cached) a masked-autoencoder feature encoder
-(:class:`sdrift_jax.pixel_models.MaskedConvEncoder`) and the MNIST classifier
+(:class:`sdrift_jax.models.pixel.MaskedConvEncoder`) and the MNIST classifier
 (:mod:`experiments.mnist_models`) -> train class-conditional convolutional generators
 (``noise, class, omega -> 28 x 28``), one per (tau, method) of the sweep, by the sum over
-the encoder's feature sets (Deng et al., App. A.5; :mod:`sdrift_jax.feature_sets`) of the
+the encoder's feature sets (Deng et al., App. A.5; :mod:`sdrift_jax.drift.feature_sets`) of the
 feature-drift loss, gradients flowing through the frozen encoder -> evaluate against the
 held-out digits: a Frechet distance in the classifier's feature space (not Inception FID),
 class accuracy, per-class k-NN precision and recall -> ``table.md``, a 10 x 8 sample grid
@@ -26,9 +26,9 @@ import experiments
 from experiments import mnist_models
 from experiments import sweep
 from experiments import tables
-from sdrift_jax import feature_sets as feature_sets_lib
+from sdrift_jax.drift import feature_sets as feature_sets_lib
 from sdrift_jax import training
-from sdrift_jax.data import mnist as mnist_data
+from experiments.data import mnist as mnist_data
 from sdrift_jax.training import evaluators
 from sdrift_jax.training import mesh as mesh_lib
 from sdrift_jax.training import writers
@@ -112,7 +112,7 @@ class PixelSpace:
 def save_grids(path: str, results: list[dict]) -> None:
   """One figure with every run's grid side by side, titled by method and tau, rows
   labelled by class."""
-  from sdrift_jax import plotting  # pylint: disable=g-import-not-at-top
+  from experiments import plotting  # pylint: disable=g-import-not-at-top
   plt = plotting._plt()  # pylint: disable=protected-access
   fig, axes = plt.subplots(1, len(results), figsize=(2.6 * len(results), 3.4), squeeze=False)
   for ax, r in zip(axes[0], results):
@@ -179,7 +179,7 @@ def run_setting(config, run_dir: str, context) -> dict:
     result["grid"] = os.path.join(run_dir, "samples.png")
     result["grid_array"] = os.path.join(run_dir, "samples_grid.npy")
     np.save(result["grid_array"], grid)
-    from sdrift_jax import plotting  # pylint: disable=g-import-not-at-top
+    from experiments import plotting  # pylint: disable=g-import-not-at-top
     plotting.save_image(grid, result["grid"])
     writers.write_figure(run_dir, config, int(config.train.steps), "samples", result["grid"])
   return result
@@ -202,7 +202,7 @@ def write_table(config, workdir, results, context, seconds, planned) -> str:
       f"seed(s); {len(results)} of {planned} settings; total {s['total_seconds']:.0f} s "
       f"(encoder and classifier {s['fit_seconds']:.0f} s, generators "
       f"{generator_seconds:.0f} s, over all invocations).", "",
-      f"Loss: the feature-drift loss (sdrift_jax.loss) summed over {s['feature_sets']} "
+      f"Loss: the feature-drift loss (sdrift_jax.drift.loss) summed over {s['feature_sets']} "
       f"feature sets of a masked-autoencoder encoder (widths {tuple(e.widths)}, "
       f"{e.epochs} epochs; per-location vectors of {tuple(config.features.loc_stages)}, "
       f"global and {tuple(config.features.patch_sizes)} patch mean/std of every stage, "

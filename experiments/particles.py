@@ -16,11 +16,11 @@ import jax.numpy as jnp
 import numpy as np
 
 import experiments
-from sdrift_jax import metrics as metrics_lib
-from sdrift_jax import plotting
-from sdrift_jax import workdir as workdir_lib
-from sdrift_jax.data import toy
-from sdrift_jax.drift_spec import DriftSpec
+from sdrift_jax.evaluation import metrics as metrics_lib
+from experiments import plotting
+from sdrift_jax.training import workdir as workdir_lib
+from experiments.data import toy
+from sdrift_jax.drift.spec import DriftSpec
 
 log = logging.getLogger("sdrift_jax")
 

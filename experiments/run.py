@@ -117,7 +117,7 @@ def _check_config_argument(argv) -> None:
     if a.startswith("--config."):
       dotted = a[len("--config."):].split("=", 1)[0]
       try:
-        from sdrift_jax import config_lib  # pylint: disable=g-import-not-at-top
+        from experiments import config_lib  # pylint: disable=g-import-not-at-top
         config_lib.check_per_setting(config, [dotted], module_per_setting, path)
       except ValueError as e:
         _usage_error(f"{a}: {_message(e)}")
@@ -180,7 +180,8 @@ def main(argv):
         "process %d of %d, %d local / %d global devices", jax.process_index(),
         jax.process_count(), jax.local_device_count(), jax.device_count())
   import experiments
-  from sdrift_jax import training, workdir as workdir_lib
+  from sdrift_jax import training
+  from sdrift_jax.training import workdir as workdir_lib
   config_arg = _config_argument(sys.argv)
   workdir = FLAGS.workdir or default_workdir(config_arg)
   user_errors = (ValueError, KeyError, FileNotFoundError, ImportError,

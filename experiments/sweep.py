@@ -25,8 +25,8 @@ import jax
 import ml_collections
 
 from sdrift_jax import costs as costs_lib
-from sdrift_jax import models
-from sdrift_jax import workdir as workdir_lib
+from sdrift_jax.models import generators as models
+from sdrift_jax.training import workdir as workdir_lib
 from sdrift_jax.training import check_train_config
 from sdrift_jax.training import objectives
 

@@ -18,11 +18,11 @@ import numpy as np
 import experiments
 from experiments import sweep
 from experiments import tables
-from sdrift_jax import metrics as metrics_lib
-from sdrift_jax import plotting
+from sdrift_jax.evaluation import metrics as metrics_lib
+from experiments import plotting
 from sdrift_jax import training
-from sdrift_jax import workdir as workdir_lib
-from sdrift_jax.data import toy as toy_data
+from sdrift_jax.training import workdir as workdir_lib
+from experiments.data import toy as toy_data
 from sdrift_jax.training import mesh as mesh_lib
 from sdrift_jax.training import writers
 

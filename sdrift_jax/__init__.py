@@ -1,10 +1,10 @@
 """sdrift_jax: Sinkhorn-drifting generative models in JAX."""
 from sdrift_jax.costs import COSTS, pairwise_cost
-from sdrift_jax.drift import NORMALIZATIONS, DriftInfo, drift_field, drift_field_with_info
-from sdrift_jax.drift_spec import DriftSpec
-from sdrift_jax.loss import (FeatureDrift, feature_drift, feature_drift_loss,
+from sdrift_jax.drift.field import NORMALIZATIONS, DriftInfo, drift_field, drift_field_with_info
+from sdrift_jax.drift.spec import DriftSpec
+from sdrift_jax.drift.loss import (FeatureDrift, feature_drift, feature_drift_loss,
                              feature_sets_loss, uncond_weight)
-from sdrift_jax.sinkhorn_solver import SinkhornOutput, sinkhorn, sinkhorn_divergence, sinkhorn_scaling
+from sdrift_jax.sinkhorn.solver import SinkhornOutput, sinkhorn, sinkhorn_divergence, sinkhorn_scaling
 
 __version__ = "0.1.0"
 

@@ -8,7 +8,7 @@ import sys
 
 import numpy as np
 
-from sdrift_jax import config_lib
+from experiments import config_lib
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if ROOT not in sys.path:  # experiments/ and configs/ run from the checkout
@@ -118,7 +118,7 @@ def with_method(config, method):
 
 
 def _largest(step_dir):
-  from sdrift_jax import checkpoint as checkpoint_lib  # pylint: disable=g-import-not-at-top
+  from sdrift_jax.training import checkpoint as checkpoint_lib  # pylint: disable=g-import-not-at-top
   files = checkpoint_lib.step_files(step_dir)
   return os.path.join(step_dir, max(files, key=lambda k: files[k][0]))
 

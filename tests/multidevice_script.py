@@ -73,7 +73,7 @@ out["table_sampling"] = dict(
     all_reduces=re.findall(r"= (\S+) all-reduce\(", hlo))
 # A sharded (replicated-on-8-devices) training state saves and restores through orbax.
 import tempfile  # noqa: E402
-from sdrift_jax import checkpoint  # noqa: E402
+from sdrift_jax.training import checkpoint  # noqa: E402
 
 with tempfile.TemporaryDirectory() as tmp:
   ckpt = checkpoint.Checkpointer(tmp)

@@ -7,8 +7,9 @@ import pytest
 
 import numpy_reference as ref
 from conftest import clouds
-from sdrift_jax import DriftSpec, blocked, drift_field, drift_field_with_info
-from sdrift_jax import drift_spec
+from sdrift_jax import DriftSpec, drift_field, drift_field_with_info
+from sdrift_jax.sinkhorn import blocked
+from sdrift_jax.drift import spec as drift_spec
 
 
 @pytest.fixture

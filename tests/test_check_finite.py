@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 import sdrift_jax
-from sdrift_jax import drift
+from sdrift_jax.drift import field as drift
 
 
 def _bad_clouds():

@@ -1,4 +1,4 @@
-"""sdrift_jax.checkpoint: verified saves, and damaged checkpoints set aside in one line
+"""sdrift_jax.training.checkpoint: verified saves, and damaged checkpoints set aside in one line
 (docs/reliability.md)."""
 import logging
 import os
@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from helpers import flip, truncate
-from sdrift_jax import checkpoint as checkpoint_lib
+from sdrift_jax.training import checkpoint as checkpoint_lib
 
 
 def _saved(tmp_path, steps=(1, 2)):

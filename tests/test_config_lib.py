@@ -1,8 +1,8 @@
-"""sdrift_jax.config_lib: variant strings, typed overrides, short keys, config_lib.load."""
+"""experiments.config_lib: variant strings, typed overrides, short keys, config_lib.load."""
 import pytest
 
 from helpers import ROOT, load
-from sdrift_jax import config_lib
+from experiments import config_lib
 
 
 def test_variants_and_typed_overrides():

@@ -1,10 +1,10 @@
-"""sdrift_jax.data.latents: per-class latent files (eager and lazy), their errors, and
+"""experiments.data.latents: per-class latent files (eager and lazy), their errors, and
 the synthetic stand-in."""
 import numpy as np
 import pytest
 
-from sdrift_jax import frechet
-from sdrift_jax.data import latents as latents_lib
+from sdrift_jax.evaluation import frechet
+from experiments.data import latents as latents_lib
 
 
 def test_per_class_npz_round_trip_and_order(tmp_path):

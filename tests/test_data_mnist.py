@@ -1,4 +1,4 @@
-"""sdrift_jax.data.mnist: the loaders (on files written here), bad files, the embedded
+"""experiments.data.mnist: the loaders (on files written here), bad files, the embedded
 subset. The pipeline is tested in test_experiments_mnist.py."""
 import gzip
 import os
@@ -8,7 +8,7 @@ import time
 import numpy as np
 import pytest
 
-from sdrift_jax.data import mnist as mnist_data
+from experiments.data import mnist as mnist_data
 
 
 def fake_split(n, seed):

@@ -8,8 +8,10 @@ import pytest
 
 import numpy_reference as ref
 from conftest import clouds
-from sdrift_jax import NORMALIZATIONS, blocked, drift_field, drift_field_with_info, drift_spec
-from sdrift_jax import drift as drift_lib
+from sdrift_jax import NORMALIZATIONS, drift_field, drift_field_with_info
+from sdrift_jax.sinkhorn import blocked
+from sdrift_jax.drift import spec as drift_spec
+from sdrift_jax.drift import field as drift_lib
 
 COSTS = ("sqeuclidean", "half_sqeuclidean", "euclidean")
 

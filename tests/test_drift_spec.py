@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from sdrift_jax import DriftSpec, drift_field, drift_field_with_info
-from sdrift_jax import drift_spec as spec_lib
+from sdrift_jax.drift import spec as spec_lib
 
 
 @pytest.mark.parametrize("kwargs, match", [

@@ -9,8 +9,9 @@ import pytest
 import experiments
 from experiments import latents as latents_exp
 from helpers import load
-from sdrift_jax import frechet, metrics
-from sdrift_jax.data import latents as latents_lib
+from sdrift_jax.evaluation import frechet
+from sdrift_jax.evaluation import metrics
+from experiments.data import latents as latents_lib
 
 
 @pytest.mark.heavy

@@ -92,11 +92,10 @@ def test_mnist_rerun_keeps_the_table_total_time(tmp_path):
 
 def _fit(epochs, checkpoint_dir=None):
   from flax import nnx
-  from sdrift_jax import models
   rng = np.random.default_rng(0)
   x = mnist_models.to_float(rng.integers(0, 256, (64, 28, 28), dtype=np.uint8))
   y = jnp.asarray(rng.integers(0, 10, 64))
-  model = models.SmallCNN(rngs=nnx.Rngs(params=jax.random.key(0)))
+  model = mnist_models.SmallCNN(rngs=nnx.Rngs(params=jax.random.key(0)))
   _, params = mnist_models.fit(model, mnist_models.classifier_loss, x, y, epochs=epochs,
                                batch_size=32, learning_rate=1e-3, key=jax.random.key(1),
                                name="clf", checkpoint_dir=checkpoint_dir)

@@ -12,7 +12,7 @@ from flax import nnx
 import experiments
 from experiments import mnist_pixels
 from helpers import load
-from sdrift_jax import pixel_models
+from sdrift_jax.models import pixel as pixel_models
 from sdrift_jax.training import evaluators
 
 

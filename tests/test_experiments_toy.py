@@ -10,7 +10,7 @@ import pytest
 import experiments
 from experiments import sweep, toy
 from helpers import compiles_of, load, toy_run_dir
-from sdrift_jax import checkpoint as checkpoint_lib
+from sdrift_jax.training import checkpoint as checkpoint_lib
 from sdrift_jax import training
 
 

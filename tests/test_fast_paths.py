@@ -12,9 +12,11 @@ import pytest
 
 import numpy_reference as ref
 from conftest import clouds, logit_problem
-from sdrift_jax import blocked, drift_field, drift_field_with_info, stabilized
+from sdrift_jax import drift_field, drift_field_with_info
+from sdrift_jax.sinkhorn import blocked
+from sdrift_jax.sinkhorn import scaling as stabilized
 from sdrift_jax import costs as costs_lib
-from sdrift_jax import drift as drift_lib
+from sdrift_jax.drift import field as drift_lib
 
 
 def rel_err(a, b):

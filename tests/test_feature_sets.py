@@ -4,7 +4,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from sdrift_jax.feature_sets import EPS, feature_sets
+from sdrift_jax.drift.feature_sets import EPS, feature_sets
 
 # float32 against float64 on data of size up to ~11 (offset 3, scale 2): measured max
 # |error| 1.4e-6 over 20 seeds (the std sets); the bound, 1e-5 + 1e-6 |value|, is 7x

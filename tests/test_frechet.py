@@ -1,4 +1,4 @@
-"""sdrift_jax.frechet: the Frechet distance against closed forms, and the decoded-image
+"""sdrift_jax.evaluation.frechet: the Frechet distance against closed forms, and the decoded-image
 FID with its import hooks."""
 import os
 
@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import scipy.linalg
 
-from sdrift_jax import frechet
+from sdrift_jax.evaluation import frechet
 
 
 def _spd(rng, d, rank=None):

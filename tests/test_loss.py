@@ -1,4 +1,4 @@
-"""Tests of sdrift_jax.loss: the drift over feature sets and the drifting loss.
+"""Tests of sdrift_jax.drift.loss: the drift over feature sets and the drifting loss.
 
 The oracle is tests/feature_drift_numpy.py, a float64 NumPy statement of the reference
 codes' loss that shares no code with the library (it was checked against the reference
@@ -13,7 +13,7 @@ import pytest
 
 from feature_drift_numpy import feature_drift_np
 from sdrift_jax import drift_field, feature_drift, feature_drift_loss, feature_sets_loss
-from sdrift_jax import loss as loss_lib
+from sdrift_jax.drift import loss as loss_lib
 
 # float32 against float64: the measured worst case over the grid below is 2.6e-6 (see
 # test_matches_numpy_reference); 1e-5 leaves a 5x margin.

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 from scipy.optimize import linear_sum_assignment
 
-from sdrift_jax import metrics
+from sdrift_jax.evaluation import metrics
 
 
 def _assignment_w2(x, y):

@@ -1,4 +1,4 @@
-"""sdrift_jax.models: the reference codes' generators (residual MLP output init and
+"""sdrift_jax.models.generators: the reference codes' generators (residual MLP output init and
 residual scale, torch-like MLP init) and make_generator's wiring."""
 import jax
 import jax.numpy as jnp
@@ -8,7 +8,7 @@ import pytest
 from flax import nnx
 
 from helpers import load
-from sdrift_jax import models
+from sdrift_jax.models import generators as models
 
 
 def test_output_init_std_gives_small_weights_and_zero_bias():

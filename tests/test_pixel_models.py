@@ -1,4 +1,4 @@
-"""sdrift_jax.pixel_models: the convolutional generator, the masked-autoencoder encoder
+"""sdrift_jax.models.pixel: the convolutional generator, the masked-autoencoder encoder
 and its masks."""
 import jax
 import jax.numpy as jnp
@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from sdrift_jax import models
-from sdrift_jax import pixel_models
+from sdrift_jax.models import generators as models
+from sdrift_jax.models import pixel as pixel_models
 
 
 def _generator(**kw):

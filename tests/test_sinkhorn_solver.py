@@ -8,7 +8,7 @@ import pytest
 import numpy_reference as ref
 from conftest import clouds
 from sdrift_jax import drift_field, sinkhorn, sinkhorn_divergence
-from sdrift_jax.ott_reference import ott_drift_field
+from sdrift_jax.drift.ott_reference import ott_drift_field
 
 with warnings.catch_warnings():
   warnings.simplefilter("ignore", DeprecationWarning)

@@ -5,8 +5,9 @@ import numpy as np
 import pytest
 
 from helpers import table_problem, toy_config
-from sdrift_jax import frechet as frechet_lib
-from sdrift_jax import metrics, training
+from sdrift_jax.evaluation import frechet as frechet_lib
+from sdrift_jax import training
+from sdrift_jax.evaluation import metrics
 from sdrift_jax.training import evaluators
 
 

@@ -19,8 +19,9 @@ import pytest
 import experiments
 from helpers import (ROOT, cli, flip, guided_config, load, steps_on_disk, table_problem,
                      toy_config, toy_problem, toy_run_dir, toy_setting)
-from sdrift_jax import checkpoint as checkpoint_lib
-from sdrift_jax import metrics, training
+from sdrift_jax.training import checkpoint as checkpoint_lib
+from sdrift_jax import training
+from sdrift_jax.evaluation import metrics
 from sdrift_jax.training import run_files
 
 

@@ -4,7 +4,7 @@ import numpy as np
 import optax
 import pytest
 
-from sdrift_jax import config_lib
+from experiments import config_lib
 from sdrift_jax.training import optim
 
 

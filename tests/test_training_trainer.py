@@ -7,7 +7,7 @@ import optax
 import pytest
 
 from helpers import guided_config, load, table_problem, toy_config, toy_problem, with_method
-from sdrift_jax import checkpoint as checkpoint_lib
+from sdrift_jax.training import checkpoint as checkpoint_lib
 from sdrift_jax import drift_field, training
 from sdrift_jax.training import problem as problem_lib
 from sdrift_jax.training import trainer as trainer_lib

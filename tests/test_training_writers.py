@@ -119,7 +119,7 @@ def test_tensorboard_defaults_on_without_a_logging_block():
 
 
 def test_write_figure_adds_the_png_as_an_image(tmp_path):
-  from sdrift_jax import plotting
+  from experiments import plotting
   png = str(tmp_path / "grid.png")
   plotting.save_image(np.linspace(0, 1, 28 * 56).reshape(28, 56), png)
   writers.write_figure(str(tmp_path), toy_config(), 30, "samples", png)

@@ -1,4 +1,4 @@
-"""sdrift_jax.workdir: the workdir lock, atomic writes and a tolerant metrics.jsonl
+"""sdrift_jax.training.workdir: the workdir lock, atomic writes and a tolerant metrics.jsonl
 (docs/reliability.md)."""
 import logging
 import os
@@ -12,7 +12,7 @@ import pytest
 import experiments
 from helpers import HOLD_SCRIPT, ROOT, holder, load
 from sdrift_jax import training
-from sdrift_jax import workdir as workdir_lib
+from sdrift_jax.training import workdir as workdir_lib
 from sdrift_jax.training import writers
 
 # Workdir lock ---------------------------------------------------------------------------

@@ -17,8 +17,8 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from sdrift_jax import frechet as frechet_lib
-from sdrift_jax import metrics as metrics_lib
+from sdrift_jax.evaluation import frechet as frechet_lib
+from sdrift_jax.evaluation import metrics as metrics_lib
 
 
 @dataclasses.dataclass(frozen=True)
@@ -110,7 +110,7 @@ def frechet(label: str = "FD") -> Evaluator:
 
 def decoded_fid(fid: "frechet_lib.DecodedFID") -> Evaluator:
   """``fid`` (per class, averaged), ``fid_pooled`` and ``fid_per_class``: the FID of the
-  decoded samples against the decoded held-out set (:class:`sdrift_jax.frechet.DecodedFID`)."""
+  decoded samples against the decoded held-out set (:class:`sdrift_jax.evaluation.frechet.DecodedFID`)."""
   def fn(ctx: EvalContext) -> dict:
     per_seed = [fid(list(seed), list(ctx.eval_sets)) for seed in ctx.samples]
     return dict(fid=[float(np.mean(pc)) for pc, _ in per_seed],
@@ -160,7 +160,7 @@ class _HeldOutEmbedding:
 def precision_recall(embed: Callable[[np.ndarray], np.ndarray], k: int = 3,
                      label_prefix: str = "") -> Evaluator:
   """``precision`` and ``recall``: the k-NN precision and recall
-  (:func:`sdrift_jax.metrics.knn_precision_recall`) of the embedded samples of each
+  (:func:`sdrift_jax.evaluation.metrics.knn_precision_recall`) of the embedded samples of each
   group against the embedded held-out set of that group, averaged over groups; also
   ``precision_per_class`` and ``recall_per_class`` ``[S][G]``.
 
@@ -190,7 +190,7 @@ def precision_recall(embed: Callable[[np.ndarray], np.ndarray], k: int = 3,
 
 def embedded_frechet(embed: Callable[[np.ndarray], np.ndarray], key: str = "fd",
                      label: str = "FD") -> Evaluator:
-  """``<key>``: the Frechet distance (:func:`sdrift_jax.frechet.frechet_distance`)
+  """``<key>``: the Frechet distance (:func:`sdrift_jax.evaluation.frechet.frechet_distance`)
   between the embedded samples of each group and the embedded held-out set of that
   group, averaged over groups; ``<key>_pooled``: the one of all groups pooled;
   ``<key>_per_class`` ``[S][G]``.

@@ -15,8 +15,8 @@ import jax
 import ml_collections
 import numpy as np
 
-from sdrift_jax import checkpoint as checkpoint_lib
-from sdrift_jax import workdir as workdir_lib
+from sdrift_jax.training import checkpoint as checkpoint_lib
+from sdrift_jax.training import workdir as workdir_lib
 from sdrift_jax.training import evaluators
 from sdrift_jax.training import objectives
 from sdrift_jax.training import run_files
@@ -61,16 +61,16 @@ def train_generator(config: ml_collections.ConfigDict, workdir: str, problem: Pr
   samples use the EMA of the parameters: ``w2`` (and every other metric) is the EMA's,
   ``w2_raw`` the raw parameters', and such records carry ``eval_params: 'ema'``.
 
-  The run holds ``workdir/.lock`` throughout (process 0; :func:`sdrift_jax.workdir.hold`),
+  The run holds ``workdir/.lock`` throughout (process 0; :func:`sdrift_jax.training.workdir.hold`),
   so a second run into the same workdir is refused. Resuming takes the newest kept
-  checkpoint that verifies (:meth:`sdrift_jax.checkpoint.Checkpointer.restore_latest`).
+  checkpoint that verifies (:meth:`sdrift_jax.training.checkpoint.Checkpointer.restore_latest`).
 
   Returns:
     A summary: the last evaluation record, final samples ``[S, n, dim]`` (``[S, G, n,
     dim]`` for class-conditional problems), the final state and the trainer.
 
   Raises:
-    sdrift_jax.workdir.WorkdirBusyError: another run holds the workdir.
+    sdrift_jax.training.workdir.WorkdirBusyError: another run holds the workdir.
     ValueError: a bad config, a workdir of another config, or ``train.steps`` below the
       step the workdir's checkpoint is at.
     NonFiniteLossError: the loss became NaN or infinite.

@@ -5,7 +5,7 @@ Two objectives, chosen by ``config.loss.objective``:
 * ``'drift_field'`` (the paper's eq. 7): ``V = drift_field(x, y_pos, x, ...)`` per group
   in data units, loss ``0.5 mean_i |x_i - sg(x_i + V_i)|^2``; temperatures absolute
   (or relative with ``config.drift.relative_tau``).
-* ``'feature_drift'`` (the reference codes' loss, :mod:`sdrift_jax.loss`): each group's
+* ``'feature_drift'`` (the reference codes' loss, :mod:`sdrift_jax.drift.loss`): each group's
   samples are one feature set ``[B, 1, d]``; scale-free temperatures, per-temperature
   normalization, the split or joint form, and classifier-free guidance: ``U``
   unconditional negatives drawn from all classes' data and one ``omega`` per step, drawn
@@ -28,9 +28,9 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from sdrift_jax import loss as loss_lib
+from sdrift_jax.drift import loss as loss_lib
 from sdrift_jax import validation
-from sdrift_jax.drift_spec import DriftSpec
+from sdrift_jax.drift.spec import DriftSpec
 
 __all__ = ["OBJECTIVES", "Objective", "loss_config", "guidance_config",
            "check_objective_config", "config_tau", "make_objective", "sample_omega"]

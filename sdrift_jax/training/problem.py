@@ -62,7 +62,7 @@ class PositiveTable:
   """Per-class training data, padded to ``[C, rows, dim]``, read shard by shard.
 
   ``sources`` are ``C`` array-likes ``[N_c, dim]`` that support ``len`` and row slicing:
-  NumPy arrays, memory maps, or :class:`sdrift_jax.data.latents.RowView` s. The trainer
+  NumPy arrays, memory maps, or :class:`experiments.data.latents.RowView` s. The trainer
   places the table on its mesh with ``jax.make_array_from_callback``, which asks each
   process only for the blocks its own devices hold, and :meth:`read` reads only those
   rows: per-group coupling shards the class axis (a process reads its classes), global

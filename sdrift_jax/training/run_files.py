@@ -9,7 +9,7 @@ import os
 
 import jax
 
-from sdrift_jax import workdir as workdir_lib
+from sdrift_jax.training import workdir as workdir_lib
 from sdrift_jax.training import objectives
 
 log = logging.getLogger("sdrift_jax")
@@ -88,7 +88,7 @@ def write_config(config, workdir: str) -> None:
 
 
 def read_metrics(workdir: str) -> list[dict]:
-  """The records of ``workdir/metrics.jsonl`` (see :func:`sdrift_jax.workdir.read_jsonl`:
+  """The records of ``workdir/metrics.jsonl`` (see :func:`sdrift_jax.training.workdir.read_jsonl`:
   a partial last line is dropped with a warning, any other bad line raises)."""
   return workdir_lib.read_jsonl(os.path.join(workdir, "metrics.jsonl"))
 

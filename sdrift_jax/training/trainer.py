@@ -25,7 +25,7 @@ import numpy as np
 import optax
 from flax import nnx
 
-from sdrift_jax import models
+from sdrift_jax.models import generators as models
 from sdrift_jax.training import evaluators
 from sdrift_jax.training import mesh as mesh_lib
 from sdrift_jax.training import objectives

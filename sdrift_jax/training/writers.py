@@ -18,7 +18,7 @@ from typing import Any, Mapping, Sequence
 import jax
 import numpy as np
 
-from sdrift_jax import workdir as workdir_lib
+from sdrift_jax.training import workdir as workdir_lib
 
 log = logging.getLogger("sdrift_jax")
 
@@ -47,7 +47,7 @@ class JsonlWriter(MetricWriter):
 
   Opened at ``resume_step``, it drops the records after that step (they will be
   recomputed, identically) and a partial last line (dropped by
-  :func:`sdrift_jax.workdir.read_jsonl` with a warning).
+  :func:`sdrift_jax.training.workdir.read_jsonl` with a warning).
   """
 
   def __init__(self, path: str, resume_step: int = 0):

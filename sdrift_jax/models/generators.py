@@ -1,5 +1,4 @@
-"""Flax NNX models: the generators, and the MNIST autoencoder and classifier (trained and
-cached by ``experiments/mnist_models.py``).
+"""Flax NNX generators, looked up by ``config.model.kind`` (:func:`make_generator`).
 
 Models are built in NNX and trained functionally: ``nnx.split`` gives a static graph
 definition and a pytree of parameters, so a train step is a pure function of arrays that
@@ -13,14 +12,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-ACTIVATIONS = {"relu": jax.nn.relu, "silu": jax.nn.silu, "gelu": jax.nn.gelu}
-
-
-def _activation(name: str):
-  if name not in ACTIVATIONS:
-    raise ValueError(f"unknown activation {name!r}: expected one of {tuple(ACTIVATIONS)}")
-  return ACTIVATIONS[name]
-
+from sdrift_jax.models import layers as layers_lib
 
 class MLPGenerator(nnx.Module):
   """``depth`` x (Linear(hidden) + activation), then Linear(out_dim).
@@ -38,9 +30,9 @@ class MLPGenerator(nnx.Module):
                activation: str = "relu", num_classes: Optional[int] = None,
                embed_dim: int = 32, omega_dim: int = 0, init: str = "flax",
                rngs: nnx.Rngs):
-    self.act = _activation(activation)
+    self.act = layers_lib.activation(activation)
     if init == "torch":
-      linear = lambda i, o: _torch_like_linear(i, o, rngs)
+      linear = lambda i, o: layers_lib.torch_like_linear(i, o, rngs)
       embed_init = jax.nn.initializers.normal(1.0)
     elif init == "flax":
       linear = lambda i, o: nnx.Linear(i, o, rngs=rngs)
@@ -63,37 +55,10 @@ class MLPGenerator(nnx.Module):
                omega: Optional[jax.Array] = None) -> jax.Array:
     """Maps noise ``[B, noise_dim]`` (and labels ``[B]``, ``omega [B]``) to samples
     ``[B, out_dim]``."""
-    h = conditioned_input(self, eps, labels, omega)
+    h = layers_lib.conditioned_input(self, eps, labels, omega)
     for layer in self.hidden:
       h = self.act(layer(h))
     return self.out(h)
-
-
-def conditioned_input(module, eps: jax.Array, labels: Optional[jax.Array],
-                      omega: Optional[jax.Array]) -> jax.Array:
-  """The noise, concatenated with ``module.embed(labels)`` (if ``module.embed``) and with
-  ``omega_out(SiLU(omega_in(omega)))`` (if ``module.omega_in``); refuses a missing
-  label or an ``omega`` the module does not take (or a missing one it needs)."""
-  h = eps
-  if module.embed is not None:
-    if labels is None:
-      raise ValueError("this generator is class-conditional: pass labels")
-    h = jnp.concatenate([h, module.embed(labels)], axis=-1)
-  if (omega is None) != (module.omega_in is None):
-    raise ValueError("omega must be given exactly when the generator has model.omega_dim "
-                     "> 0 (classifier-free guidance)")
-  if omega is not None:
-    o = module.omega_out(jax.nn.silu(module.omega_in(omega.astype(eps.dtype)[:, None])))
-    h = jnp.concatenate([h, o], axis=-1)
-  return h
-
-
-def _torch_like_linear(fan_in: int, fan_out: int, rngs: nnx.Rngs) -> nnx.Linear:
-  """Linear layer initialized like PyTorch's default: weights and biases uniform in
-  ``+-1 / sqrt(fan_in)`` (a third of the variance of Flax's default lecun-normal)."""
-  bound = 1.0 / float(fan_in) ** 0.5
-  init = lambda key, shape, dtype=jnp.float32: jax.random.uniform(key, shape, dtype, -bound, bound)
-  return nnx.Linear(fan_in, fan_out, kernel_init=init, bias_init=init, rngs=rngs)
 
 
 #: PyTorch's ``nn.LayerNorm`` default (Flax NNX's is 1e-6).
@@ -130,9 +95,9 @@ class ResidualMLPGenerator(nnx.Module):
                expansion: int = 2, layer_norm: bool = True, activation: str = "silu",
                init: str = "torch", res_scale: float = 1.0,
                out_init_std: Optional[float] = None, rngs: nnx.Rngs):
-    self.act = _activation(activation)
+    self.act = layers_lib.activation(activation)
     if init == "torch":
-      linear = lambda i, o: _torch_like_linear(i, o, rngs)
+      linear = lambda i, o: layers_lib.torch_like_linear(i, o, rngs)
     elif init == "flax":
       linear = lambda i, o: nnx.Linear(i, o, rngs=rngs)
     else:
@@ -223,7 +188,7 @@ def make_generator(model_config, out_dim: int, key: jax.Array,
                                 init=model_config.get("init", "torch"), res_scale=res_scale,
                                 out_init_std=out_init_std, rngs=rngs)
   if kind == "conv":
-    from sdrift_jax import pixel_models  # pylint: disable=g-import-not-at-top
+    from sdrift_jax.models import pixel as pixel_models  # pylint: disable=g-import-not-at-top
     if out_dim != 28 * 28:
       raise ValueError(f"model.kind='conv' generates 28 x 28 images (dimension 784), "
                        f"but the data has dimension {out_dim}")
@@ -233,81 +198,3 @@ def make_generator(model_config, out_dim: int, key: jax.Array,
         embed_dim=model_config.get("embed_dim", 32),
         omega_dim=int(model_config.get("omega_dim", 0)), rngs=rngs)
   raise AssertionError(kind)
-
-
-def depth_to_space(h: jax.Array, scale: int = 2) -> jax.Array:
-  """``[B, H, W, s*s*C] -> [B, s*H, s*W, C]`` (pixel shuffle)."""
-  b, height, width, c = h.shape
-  h = h.reshape(b, height, width, scale, scale, c // (scale * scale))
-  return h.transpose(0, 1, 3, 2, 4, 5).reshape(b, height * scale, width * scale, -1)
-
-
-class SubPixelUpsample(nnx.Module):
-  """Stride-2 upsampling: a 3x3 conv to ``4 * out`` channels, then depth-to-space.
-
-  Used instead of ``nnx.ConvTranspose``, which maps the same shapes but ran 1.8 times
-  slower on the CPU (64 -> 32 channels at 7 x 7, batch 256, forward and backward: 142 ms
-  against 77 ms; ``python -m benchmarks.mnist_conv_cpu``).
-  """
-
-  def __init__(self, in_features: int, out_features: int, *, rngs: nnx.Rngs):
-    self.conv = nnx.Conv(in_features, 4 * out_features, kernel_size=(3, 3), padding="SAME",
-                         rngs=rngs)
-
-  def __call__(self, h: jax.Array) -> jax.Array:
-    return depth_to_space(self.conv(h))
-
-
-class ConvAutoencoder(nnx.Module):
-  """MNIST autoencoder of Sec. 5.3: conv 1-32-64 (stride 2), FC 3136-128-latent, mirrored
-  decoder (sub-pixel upsampling 64-32-1) with a sigmoid output. Images are
-  ``[B, 28, 28, 1]`` in [0, 1]."""
-
-  def __init__(self, latent_dim: int = 6, *, rngs: nnx.Rngs):
-    conv = dict(kernel_size=(3, 3), strides=(2, 2), padding="SAME", rngs=rngs)
-    self.enc1 = nnx.Conv(1, 32, **conv)
-    self.enc2 = nnx.Conv(32, 64, **conv)
-    self.enc3 = nnx.Linear(7 * 7 * 64, 128, rngs=rngs)
-    self.enc4 = nnx.Linear(128, latent_dim, rngs=rngs)
-    self.dec1 = nnx.Linear(latent_dim, 128, rngs=rngs)
-    self.dec2 = nnx.Linear(128, 7 * 7 * 64, rngs=rngs)
-    self.dec3 = SubPixelUpsample(64, 32, rngs=rngs)
-    self.dec4 = SubPixelUpsample(32, 1, rngs=rngs)
-
-  def encode(self, images: jax.Array) -> jax.Array:
-    h = jax.nn.relu(self.enc1(images))
-    h = jax.nn.relu(self.enc2(h))
-    h = jax.nn.relu(self.enc3(h.reshape(h.shape[0], -1)))
-    return self.enc4(h)
-
-  def decode_logits(self, z: jax.Array) -> jax.Array:
-    h = jax.nn.relu(self.dec1(z))
-    h = jax.nn.relu(self.dec2(h)).reshape(z.shape[0], 7, 7, 64)
-    h = jax.nn.relu(self.dec3(h))
-    return self.dec4(h)
-
-  def decode(self, z: jax.Array) -> jax.Array:
-    return jax.nn.sigmoid(self.decode_logits(z))
-
-  def __call__(self, images: jax.Array) -> jax.Array:
-    return self.decode_logits(self.encode(images))
-
-
-class SmallCNN(nnx.Module):
-  """Digit classifier for the class-accuracy metric: two conv + pool, FC 128, 10 logits."""
-
-  def __init__(self, num_classes: int = 10, *, rngs: nnx.Rngs):
-    self.conv1 = nnx.Conv(1, 32, kernel_size=(3, 3), padding="SAME", rngs=rngs)
-    self.conv2 = nnx.Conv(32, 64, kernel_size=(3, 3), padding="SAME", rngs=rngs)
-    self.fc1 = nnx.Linear(7 * 7 * 64, 128, rngs=rngs)
-    self.fc2 = nnx.Linear(128, num_classes, rngs=rngs)
-
-  def features(self, images: jax.Array) -> jax.Array:
-    """The 128-d penultimate activations (the space of its Frechet distance)."""
-    pool = lambda h: nnx.max_pool(h, window_shape=(2, 2), strides=(2, 2))
-    h = pool(jax.nn.relu(self.conv1(images)))
-    h = pool(jax.nn.relu(self.conv2(h)))
-    return jax.nn.relu(self.fc1(h.reshape(h.shape[0], -1)))
-
-  def __call__(self, images: jax.Array) -> jax.Array:
-    return self.fc2(self.features(images))

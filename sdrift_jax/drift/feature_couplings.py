@@ -1,4 +1,4 @@
-"""Couplings of the feature drift (:mod:`sdrift_jax.loss`), per location.
+"""Couplings of the feature drift (:mod:`sdrift_jax.drift.loss`), per location.
 
 Every function takes logits ``[L, N, M]`` (one problem per feature location) and builds
 the weights ``W`` of the drift ``v = W_pos @ y_pos - W_neg @ y_neg``: row softmax, the
@@ -13,8 +13,8 @@ import jax
 import jax.numpy as jnp
 from jax.scipy.special import logsumexp
 
-from sdrift_jax import stabilized
-from sdrift_jax.sinkhorn_solver import sinkhorn_scaling
+from sdrift_jax.sinkhorn import scaling as stabilized
+from sdrift_jax.sinkhorn.solver import sinkhorn_scaling
 
 __all__ = ["couplings", "barycenter"]
 

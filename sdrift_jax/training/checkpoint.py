@@ -122,7 +122,7 @@ class Checkpointer:
     step, self._pending = self._pending, None
     if step is None or jax.process_index() != 0 or not os.path.isdir(self.step_dir(step)):
       return
-    from sdrift_jax import workdir  # pylint: disable=g-import-not-at-top
+    from sdrift_jax.training import workdir  # pylint: disable=g-import-not-at-top
     workdir.atomic_write_json(os.path.join(self.step_dir(step), CHECKSUM_NAME),
                               dict(step=step, files=step_files(self.step_dir(step))))
 

@@ -16,7 +16,7 @@ Past ``SPLIT_COLS_ABOVE`` columns a tile is also cut along ``y`` (blocks of at m
 ``MAX_TILE_COLS``): the log-sum-exp and the drift's softmax are then carried over the
 blocks of ``y`` per row, so that a tile and its block of ``y`` share the cache.
 
-It is the log-domain iteration of :mod:`sdrift_jax.sinkhorn_solver` (same half-step count and
+It is the log-domain iteration of :mod:`sdrift_jax.sinkhorn.solver` (same half-step count and
 order), so it matches the dense drift to float32 rounding, at the price of recomputing
 the costs (a matmul for ``d > 16``) in every half-step. :func:`mean_cost`, the unit of a
 relative temperature, is summed over the same row tiles.
@@ -28,27 +28,16 @@ import jax.numpy as jnp
 from jax.scipy.special import logsumexp
 
 from sdrift_jax import costs as costs_lib
+from sdrift_jax.costs import TILE_ENTRIES, block_rows
 
 _HI = jax.lax.Precision.HIGHEST
 
-# Target number of entries of one [block, M] logit tile (float32: 16 MiB). Tiles stay
-# under glibc's largest mmap threshold (32 MiB), so the CPU allocator reuses their memory
-# between calls instead of mapping fresh pages that fault in every time: at N = M = 65536,
-# d = 64, T = 3, 2^24-entry tiles took 177 s (151 s of it in the kernel), 2^22 65 s.
-TILE_ENTRIES = 1 << 22
 # Above this many columns the tiles are cut along y too (:func:`_row_scalings_2d`,
 # :func:`_drift_2d`), in blocks of at most MAX_TILE_COLS: a tile of about 1024 rows and its
 # block of y then stay in cache together. At N = M = 65536, d = 64, T = 3 that took the
 # drift from 13.3 to 8.2 ns per entry; up to 32768 whole rows measured the same or faster.
 SPLIT_COLS_ABOVE = 1 << 15
 MAX_TILE_COLS = 1 << 12
-
-
-def block_rows(n: int, m: int, tile_entries: int | None = None) -> int:
-  """Rows per block so that a ``[block, m]`` tile has about ``tile_entries`` entries
-  (default :data:`TILE_ENTRIES`)."""
-  tile_entries = TILE_ENTRIES if tile_entries is None else tile_entries
-  return int(max(1, min(n, tile_entries // max(m, 1))))
 
 
 def _tiles(x, log_a, block):
@@ -252,32 +241,3 @@ def barycentric_map(x, y, log_a, log_b, tau, T: int, cost: str, mask_diagonal: b
   col_mass, out = jax.lax.scan(drift_block, jnp.zeros((m,), x.dtype), (starts, a_tiles, xt))
   col_error = jnp.sum(jnp.abs(col_mass - jnp.exp(log_b - logsumexp(log_b))))
   return out.reshape(nb * block, -1)[:n], jnp.where(with_col_error, col_error, 0.0)
-
-
-def _summed_cost(x, y, cost, mask_diagonal):
-  """``sum_ij C(x_i, y_j)`` over row tiles (no ``N x M`` matrix beyond one tile)."""
-  n, m = x.shape[0], y.shape[0]
-  block = block_rows(n, m)
-  nb = -(-n // block)
-  pad = nb * block - n
-  xs = jnp.concatenate([x, jnp.zeros((pad, x.shape[1]), x.dtype)]).reshape(nb, block, -1)
-  rows = jnp.arange(nb * block).reshape(nb, block)
-
-  def tile(args):
-    xb, ib = args
-    c = costs_lib.pairwise_cost(xb, y, cost)
-    keep = (ib < n)[:, None]
-    if mask_diagonal:
-      keep = keep & (ib[:, None] != jnp.arange(m)[None, :])
-    return jnp.sum(jnp.where(keep, c, 0.0))
-
-  return jnp.sum(jax.lax.map(tile, (xs, rows)))
-
-
-def mean_cost(x, y_pos, y_neg, cost, mask_self):
-  """Mean cost over the pairs ``(x_i, y_pos_j)`` and ``(x_i, y_neg_j)``, self pairs left
-  out when ``mask_self``: the unit of a relative temperature."""
-  n = x.shape[0]
-  total = (_summed_cost(x, y_pos, cost, False) + _summed_cost(x, y_neg, cost, mask_self))
-  count = n * y_pos.shape[0] + n * y_neg.shape[0] - (n if mask_self else 0)
-  return total / count

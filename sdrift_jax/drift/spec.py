@@ -136,13 +136,13 @@ class DriftSpec:
   def __call__(self, x, y_pos, y_neg, tau, *, weights_x=None, weights_pos=None,
                weights_neg=None, check_finite: Optional[bool] = None):
     """The drift ``[N, d]`` (:func:`sdrift_jax.drift_field` with this spec)."""
-    from sdrift_jax import drift  # pylint: disable=g-import-not-at-top
+    from sdrift_jax.drift import field as drift  # pylint: disable=g-import-not-at-top
     return drift.apply_spec(self, x, y_pos, y_neg, tau, weights_x, weights_pos,
                             weights_neg, check_finite, with_info=False).drift
 
   def with_info(self, x, y_pos, y_neg, tau, *, weights_x=None, weights_pos=None,
                 weights_neg=None, check_finite: Optional[bool] = None):
     """The drift and the couplings' marginal errors, a :class:`sdrift_jax.DriftInfo`."""
-    from sdrift_jax import drift  # pylint: disable=g-import-not-at-top
+    from sdrift_jax.drift import field as drift  # pylint: disable=g-import-not-at-top
     return drift.apply_spec(self, x, y_pos, y_neg, tau, weights_x, weights_pos,
                             weights_neg, check_finite, with_info=True)

@@ -1,6 +1,6 @@
-"""The jitted computation of :func:`sdrift_jax.feature_drift` (:mod:`sdrift_jax.loss`
+"""The jitted computation of :func:`sdrift_jax.feature_drift` (:mod:`sdrift_jax.drift.loss`
 states the formulas and checks the arguments): the feature scale ``S``, the per-location
-logits at each temperature, the couplings (:mod:`sdrift_jax.feature_couplings`), the
+logits at each temperature, the couplings (:mod:`sdrift_jax.drift.feature_couplings`), the
 per-temperature normalization, and the :class:`FeatureDrift` result.
 """
 from __future__ import annotations
@@ -14,7 +14,7 @@ import jax.numpy as jnp
 from jax.scipy.special import logsumexp
 
 from sdrift_jax import costs as costs_lib
-from sdrift_jax import feature_couplings
+from sdrift_jax.drift import feature_couplings
 
 _MIN_SCALE = 1e-6          # floor of S
 _MIN_THETA_SQ = 1e-12      # floor of mean(v^2)

@@ -24,11 +24,11 @@ import jax
 import jax.numpy as jnp
 from jax.scipy.special import logsumexp
 
-from sdrift_jax import blocked
+from sdrift_jax.sinkhorn import blocked
 from sdrift_jax import costs as costs_lib
-from sdrift_jax import drift_spec
-from sdrift_jax import sinkhorn_solver as sinkhorn_lib
-from sdrift_jax import stabilized
+from sdrift_jax.drift import spec as drift_spec
+from sdrift_jax.sinkhorn import solver as sinkhorn_lib
+from sdrift_jax.sinkhorn import scaling as stabilized
 from sdrift_jax import validation
 
 # Names kept here for callers that import them from this module.
@@ -188,7 +188,7 @@ def _drift_impl(x, y_pos, y_neg, taus, a, bp, bn, *, T, normalization, cost, mas
                 multi_tau, with_info, algorithm="log", relative_tau=False):
   dtype = x.dtype
   if relative_tau:
-    taus = taus * jax.lax.stop_gradient(blocked.mean_cost(x, y_pos, y_neg, cost, mask_self))
+    taus = taus * jax.lax.stop_gradient(costs_lib.mean_cost(x, y_pos, y_neg, cost, mask_self))
   uniform = (bp is None, bn is None)
   a = _uniform_or_normalized(a, x.shape[0], dtype)
   bp = _uniform_or_normalized(bp, y_pos.shape[0], dtype)
@@ -272,7 +272,7 @@ def drift_field(x, y_pos, y_neg, tau, T: int = 41, *, normalization: str = "sink
     weights_pos: optional marginal of the positives, shape ``[M_pos]``.
     weights_neg: optional marginal of the negatives, shape ``[M_neg]``.
     algorithm: how the Sinkhorn half-steps run: ``'scaling'`` (scaling domain with
-      log-domain absorption, :mod:`sdrift_jax.stabilized`; one matrix-vector product per
+      log-domain absorption, :mod:`sdrift_jax.sinkhorn.scaling`; one matrix-vector product per
       half-step), ``'log'`` (plain log domain), ``'blocked'`` (log domain over row
       tiles with costs recomputed from ``x`` and ``y``: memory ``O((N + M) d)``, no
       ``N x M`` matrix; ``'sinkhorn'`` and ``'one_sided'`` only) or ``'auto'``

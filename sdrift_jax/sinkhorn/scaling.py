@@ -1,6 +1,6 @@
 """Sinkhorn couplings in the scaling (kernel) domain with log-domain absorption.
 
-The plain log-domain iteration (:mod:`sdrift_jax.sinkhorn_solver`) pays, per half-step, a max
+The plain log-domain iteration (:mod:`sdrift_jax.sinkhorn.solver`) pays, per half-step, a max
 pass and an exp pass over the ``N x M`` logits. Here the coupling is kept as
 
     pi = diag(u) K diag(v),      K = exp(logits + f[:, None] + g[None, :]),
@@ -33,7 +33,7 @@ import jax
 import jax.numpy as jnp
 from jax.scipy.special import logsumexp
 
-from sdrift_jax import sinkhorn_solver as sinkhorn_lib
+from sdrift_jax.sinkhorn import solver as sinkhorn_lib
 
 BOUND = 1e10  # scalings are kept in [1 / BOUND, BOUND] between absorptions
 # A row of K diag(v) with less mass is normalized from the logits instead: its entries
@@ -285,7 +285,7 @@ def row_normalized_coupling(logits: jax.Array, log_a: jax.Array, log_b: jax.Arra
   """Row-normalized Sinkhorn coupling after ``T`` half-steps, in the scaling domain.
 
   Equal (to float32 rounding) to ``row_softmax(logits + g)`` where ``g`` is the column
-  log-scaling of :func:`sdrift_jax.sinkhorn_solver.sinkhorn_scaling` after ``2 (T // 2)``
+  log-scaling of :func:`sdrift_jax.sinkhorn.solver.sinkhorn_scaling` after ``2 (T // 2)``
   half-steps; the same value the drift needs for any ``T``. Leading batch axes are
   allowed (and ``jax.vmap`` folds into them): the problems share one loop.
 

@@ -7,7 +7,7 @@ feature encoder whose feature sets it is trained to match (Deng et al., App. A.5
 * :class:`MaskedConvEncoder`: three convolutional stages (14 x 14, 7 x 7, 4 x 4) trained
   as a masked autoencoder (kind ``'encoder'`` of ``experiments/mnist_models.py``): patches of the input are
   hidden and the light decoder reconstructs the image from the deepest stage. Its
-  feature maps, turned into feature sets by :func:`sdrift_jax.feature_sets.feature_sets`,
+  feature maps, turned into feature sets by :func:`sdrift_jax.drift.feature_sets.feature_sets`,
   are what the generator's drift is computed on.
 """
 from __future__ import annotations
@@ -18,7 +18,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from sdrift_jax import models
+from sdrift_jax.models import layers
 
 IMAGE_SHAPE = (28, 28, 1)
 MASK_PATCH = 4  # the masked autoencoder hides 4 x 4 pixel patches: a 7 x 7 grid
@@ -41,7 +41,7 @@ class ConvGenerator(nnx.Module):
                rngs: nnx.Rngs):
     if width < 4 or width % 4:
       raise ValueError(f"model.width must be a positive multiple of 4, got {width}")
-    self.act = models._activation(activation)  # pylint: disable=protected-access
+    self.act = layers.activation(activation)
     self.width = width
     self.embed = nnx.Embed(num_classes, embed_dim, rngs=rngs) if num_classes else None
     self.omega_in = nnx.Linear(1, omega_dim, rngs=rngs) if omega_dim else None
@@ -51,17 +51,17 @@ class ConvGenerator(nnx.Module):
     self.inp = nnx.Linear(cond, 7 * 7 * width, rngs=rngs)
     self.bias7 = nnx.Linear(cond, width, rngs=rngs)
     self.conv7 = conv(width, width)
-    self.up14 = models.SubPixelUpsample(width, width // 2, rngs=rngs)
+    self.up14 = layers.SubPixelUpsample(width, width // 2, rngs=rngs)
     self.bias14 = nnx.Linear(cond, width // 2, rngs=rngs)
     self.conv14 = conv(width // 2, width // 2)
-    self.up28 = models.SubPixelUpsample(width // 2, width // 4, rngs=rngs)
+    self.up28 = layers.SubPixelUpsample(width // 2, width // 4, rngs=rngs)
     self.out = conv(width // 4, 1)
 
   def __call__(self, eps: jax.Array, labels: Optional[jax.Array] = None,
                omega: Optional[jax.Array] = None) -> jax.Array:
     """Noise ``[B, noise_dim]`` (and labels ``[B]``, ``omega [B]``) -> images flattened
     to ``[B, 784]`` in ``[0, 1]``."""
-    c = models.conditioned_input(self, eps, labels, omega)
+    c = layers.conditioned_input(self, eps, labels, omega)
     B = eps.shape[0]
     h = self.act(self.inp(c)).reshape(B, 7, 7, self.width)
     h = self.act(self.conv7(h) + self.bias7(c)[:, None, None, :])
@@ -89,8 +89,8 @@ class MaskedConvEncoder(nnx.Module):
     self.s2a, self.s2b = conv(w1, w2, 2), conv(w2, w2)
     self.s3 = conv(w2, w3, 2)
     self.dec_in = nnx.Linear(4 * 4 * w3, 7 * 7 * w2, rngs=rngs)
-    self.dec1 = models.SubPixelUpsample(w2, w1, rngs=rngs)
-    self.dec2 = models.SubPixelUpsample(w1, 1, rngs=rngs)
+    self.dec1 = layers.SubPixelUpsample(w2, w1, rngs=rngs)
+    self.dec2 = layers.SubPixelUpsample(w1, 1, rngs=rngs)
     self.w2 = w2
 
   def feature_maps(self, images: jax.Array, mask: Optional[jax.Array] = None) -> dict:

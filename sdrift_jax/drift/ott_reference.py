@@ -15,12 +15,18 @@ import jax
 import jax.numpy as jnp
 from jax.scipy.special import logsumexp
 
-with warnings.catch_warnings():
-  # ott-jax imports jaxopt, which warns about its own deprecation.
-  warnings.simplefilter("ignore", DeprecationWarning)
-  from ott.geometry import pointcloud
-  from ott.problems.linear import linear_problem
-  from ott.solvers.linear import sinkhorn as ott_sinkhorn
+try:
+  with warnings.catch_warnings():
+    # ott-jax imports jaxopt, which warns about its own deprecation.
+    warnings.simplefilter("ignore", DeprecationWarning)
+    from ott.geometry import pointcloud
+    from ott.problems.linear import linear_problem
+    from ott.solvers.linear import sinkhorn as ott_sinkhorn
+except ImportError as e:  # an optional dependency: only this cross-check needs it
+  raise ImportError("sdrift_jax.drift.ott_reference needs ott-jax, an optional "
+                    'dependency: pip install "sdrift_jax[ott]"') from e
+
+__all__ = ["ott_drift_field"]
 
 
 def _barycentric_projection(x, y, tau, n_iterations):

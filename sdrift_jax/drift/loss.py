@@ -63,9 +63,9 @@ import jax.numpy as jnp
 import numpy as np
 
 from sdrift_jax import costs as costs_lib
-from sdrift_jax import feature_drift_core as core
+from sdrift_jax.drift import features as core
 from sdrift_jax import validation
-from sdrift_jax.feature_drift_core import FeatureDrift, uncond_weight
+from sdrift_jax.drift.features import FeatureDrift, uncond_weight
 
 __all__ = [
     "FORMS", "FEATURE_NORMALIZATIONS", "UNCOND_MARGINALS", "FeatureDrift",
@@ -217,7 +217,7 @@ def feature_drift(x, y_pos, y_uncond=None, *, tau, omega=1.0, normalization="sin
       (floored at 1e-30), its coupling shared by all of them (the reference's
       ``sinkhorn_agg_kernel``).
     algorithm: how the split form's Sinkhorn runs: ``'scaling'`` (default through
-      ``'auto'``; :mod:`sdrift_jax.stabilized`) or ``'log'``. The marginals are strictly
+      ``'auto'``; :mod:`sdrift_jax.sinkhorn.scaling`) or ``'log'``. The marginals are strictly
       positive by construction, so CFG weights computed inside ``jit`` keep the fast path.
     check_finite: refuse NaN or inf in the inputs with a ValueError naming the argument
       and its first bad row. ``None`` (default): on when the inputs are concrete (a call

@@ -1,0 +1,1 @@
+"""Sample-quality metrics: W2^2 by exact OT, Frechet distances, precision and recall."""

@@ -1,0 +1,1 @@
+"""Flax NNX generators and the pixel feature encoder."""

@@ -1,0 +1,1 @@
+"""Sinkhorn engines: log-domain, scaling-domain and blocked half-iterations."""
