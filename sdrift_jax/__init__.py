@@ -4,7 +4,7 @@ from sdrift_jax.drift.field import NORMALIZATIONS, DriftInfo, drift_field, drift
 from sdrift_jax.drift.spec import DriftSpec
 from sdrift_jax.drift.loss import (FeatureDrift, feature_drift, feature_drift_loss,
                              feature_sets_loss, uncond_weight)
-from sdrift_jax.sinkhorn.solver import SinkhornOutput, sinkhorn, sinkhorn_divergence, sinkhorn_scaling
+from sdrift_jax.solvers.ot import SinkhornOutput, sinkhorn, sinkhorn_divergence, sinkhorn_scaling
 
 __version__ = "0.1.0"
 

@@ -138,7 +138,7 @@ def block_rows(n: int, m: int, tile_entries: int | None = None) -> int:
   return int(max(1, min(n, tile_entries // max(m, 1))))
 
 
-def _summed_cost(x, y, cost, mask_diagonal):
+def summed_cost(x, y, cost, mask_diagonal=False):
   """``sum_ij C(x_i, y_j)`` over row tiles (no ``N x M`` matrix beyond one tile)."""
   n, m = x.shape[0], y.shape[0]
   block = block_rows(n, m)
@@ -149,7 +149,7 @@ def _summed_cost(x, y, cost, mask_diagonal):
 
   def tile(args):
     xb, ib = args
-    c = costs_lib.pairwise_cost(xb, y, cost)
+    c = pairwise_cost(xb, y, cost)
     keep = (ib < n)[:, None]
     if mask_diagonal:
       keep = keep & (ib[:, None] != jnp.arange(m)[None, :])
@@ -162,6 +162,6 @@ def mean_cost(x, y_pos, y_neg, cost, mask_self):
   """Mean cost over the pairs ``(x_i, y_pos_j)`` and ``(x_i, y_neg_j)``, self pairs left
   out when ``mask_self``: the unit of a relative temperature."""
   n = x.shape[0]
-  total = (_summed_cost(x, y_pos, cost, False) + _summed_cost(x, y_neg, cost, mask_self))
+  total = (summed_cost(x, y_pos, cost, False) + summed_cost(x, y_neg, cost, mask_self))
   count = n * y_pos.shape[0] + n * y_neg.shape[0] - (n if mask_self else 0)
   return total / count

@@ -13,8 +13,8 @@ import pytest
 import numpy_reference as ref
 from conftest import clouds, logit_problem
 from sdrift_jax import drift_field, drift_field_with_info
-from sdrift_jax.sinkhorn import blocked
-from sdrift_jax.sinkhorn import scaling as stabilized
+from sdrift_jax.solvers import blocked
+from sdrift_jax.solvers import scaling as stabilized
 from sdrift_jax import costs as costs_lib
 from sdrift_jax.drift import field as drift_lib
 

@@ -1,4 +1,4 @@
-"""The scaling-domain Sinkhorn (sdrift_jax.sinkhorn.scaling) against the plain log domain."""
+"""The scaling-domain Sinkhorn (sdrift_jax.solvers.scaling) against the plain log domain."""
 import itertools
 
 import jax
@@ -9,7 +9,7 @@ import pytest
 import numpy_reference as ref
 from conftest import clouds, logit_problem
 from sdrift_jax import DriftSpec, drift_field
-from sdrift_jax.sinkhorn import scaling as stabilized
+from sdrift_jax.solvers import scaling as stabilized
 from sdrift_jax.drift import field as drift_lib
 
 

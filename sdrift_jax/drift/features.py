@@ -1,6 +1,7 @@
 """The jitted computation of :func:`sdrift_jax.feature_drift` (:mod:`sdrift_jax.drift.loss`
 states the formulas and checks the arguments): the feature scale ``S``, the per-location
-logits at each temperature, the couplings (:mod:`sdrift_jax.drift.feature_couplings`), the
+problems at each temperature, the couplings (:mod:`sdrift_jax.drift.couplings`, the same
+as :func:`sdrift_jax.drift_field`'s, batched over the ``L`` locations), the
 per-temperature normalization, and the :class:`FeatureDrift` result.
 """
 from __future__ import annotations
@@ -14,9 +15,16 @@ import jax.numpy as jnp
 from jax.scipy.special import logsumexp
 
 from sdrift_jax import costs as costs_lib
-from sdrift_jax.drift import feature_couplings
+from sdrift_jax import solvers
+from sdrift_jax.drift import couplings
+from sdrift_jax.solvers import problem as problem_lib
+from sdrift_jax.solvers.problem import Problem
+
+__all__ = ["FeatureDrift", "feature_drift", "uncond_weight"]
 
 _MIN_SCALE = 1e-6          # floor of S
+_MIN_UNIT_NORM = 1e-8      # floor of |y - x| in unit-vector drifts
+_HI = jax.lax.Precision.HIGHEST
 _MIN_THETA_SQ = 1e-12      # floor of mean(v^2)
 _MIN_COL_WEIGHT = 1e-6     # floor of the unconditional column weight (weighted_cols)
 _LOG_MIN_KERNEL = math.log(1e-30)  # floor of the kernel averaged over temperatures
@@ -59,16 +67,38 @@ def _distances(x, y, cost):
   return jnp.sqrt(sq) if cost == "euclidean" else sq
 
 
-def _feature_scale(d_pos, d_gen, d_unc, w, exclude_diagonal):
-  """``S = mean distance / sqrt(C)`` over the pairs the reference code counts."""
-  L, N, P = d_pos.shape
-  total = jnp.sum(d_pos) + jnp.sum(d_gen)
+def _summed(x, y, cost, mask_diagonal=False):
+  """``[L, N, C], [L, M, C] -> [L]`` summed costs over row tiles (no ``N x M`` matrix)."""
+  return jax.vmap(lambda a, b: costs_lib.summed_cost(a, b, cost, mask_diagonal))(x, y)
+
+
+def _feature_scale(sum_pos, sum_gen, sum_unc, n_unc_pairs, w, shape, exclude_diagonal):
+  """``S = mean distance / sqrt(C)`` over the pairs the reference code counts, from the
+  summed costs of the positive, generated and unconditional pairs."""
+  L, N, P = shape
+  total = sum_pos + sum_gen
   count = float(L * N * P + L * N * N - (L * N if exclude_diagonal else 0))
-  if d_unc is not None:
+  if sum_unc is not None:
     w_eff = jnp.maximum(w, 0.0)
-    total = total + w_eff * jnp.sum(d_unc)
-    count = count + w_eff * d_unc.size
+    total = total + w_eff * sum_unc
+    count = count + w_eff * n_unc_pairs
   return total / jnp.maximum(count, 1e-12)
+
+
+def _unit_barycenter(W, x, y, dist):
+  """``sum_j W_ij (y_j - x_i) / |y_j - x_i|`` ``[L, N, C]``.
+
+  Expanded as ``sum_j (W_ij / |y_j - x_i|) y_j - x_i sum_j W_ij / |y_j - x_i|`` (no
+  ``[N, M, C]`` array); a pair at distance exactly 0 (a self pair) has no direction and
+  contributes nothing, as in the reference, instead of cancelling ``W_ij / 1e-8`` terms.
+  """
+  Wn = jnp.where(dist > 0, W / jnp.maximum(dist, _MIN_UNIT_NORM), 0.0)
+  return (jnp.einsum("lnm,lmc->lnc", Wn, y, precision=_HI)
+          - jnp.sum(Wn, axis=-1, keepdims=True) * x)
+
+
+def _bary(W, y):
+  return jnp.einsum("lnm,lmc->lnc", W, y, precision=_HI)
 
 
 # -- the drift ---------------------------------------------------------------------------
@@ -87,80 +117,145 @@ def _log_weighted_cols(n_gen, n_uncond, w, dtype):
     "form", "normalization", "T", "cost", "feature_scale", "normalize", "mask_coupling",
     "exclude_diagonal", "unit_vectors", "uncond_marginal", "aggregate_kernels", "algorithm"))
 def feature_drift(x, y_pos, y_unc, taus, omega, *, form, normalization, T, cost,
-                   feature_scale, normalize, mask_coupling, exclude_diagonal, unit_vectors,
-                   uncond_marginal, aggregate_kernels, algorithm):
+                  feature_scale, normalize, mask_coupling, exclude_diagonal, unit_vectors,
+                  uncond_marginal, aggregate_kernels, algorithm):
   x, y_pos, taus, omega = jax.lax.stop_gradient((x, y_pos, taus, omega))
   dtype = x.dtype
   N, L, C = x.shape
+  P = y_pos.shape[0]
   U = 0 if y_unc is None else y_unc.shape[0]
+  M = N + U
   xl, ypl = jnp.swapaxes(x, 0, 1), jnp.swapaxes(y_pos, 0, 1)       # [L, N, C], [L, P, C]
   yul = None if U == 0 else jnp.swapaxes(jax.lax.stop_gradient(y_unc), 0, 1)
-  eye = jnp.eye(N, dtype=bool)
-
-  d_pos = _distances(xl, ypl, cost)
-  # Self distances are zero; the matmul expansion (C > 16) would leave rounding there.
-  d_gen = jnp.where(eye, 0.0, _distances(xl, xl, cost))
-  d_unc = None if U == 0 else _distances(xl, yul, cost)
+  ynl = xl if U == 0 else jnp.concatenate([xl, yul], axis=1)        # [L, M, C]
   w = uncond_weight(omega, N, U).astype(dtype) if U else None
+  engine = solvers.ENGINES[algorithm]
+  blocked = algorithm == "blocked"
 
+  if blocked:  # summed over tiles: no N x M matrix
+    d_pos = d_neg = None
+    sums = (_summed(xl, ypl, cost), _summed(xl, xl, cost, True),
+            None if U == 0 else _summed(xl, yul, cost))
+  else:
+    d_pos = _distances(xl, ypl, cost)
+    # Self distances are zero; the matmul expansion (C > 16) would leave rounding there.
+    d_gen = jnp.where(jnp.eye(N, dtype=bool), 0.0, _distances(xl, xl, cost))
+    d_unc = None if U == 0 else _distances(xl, yul, cost)
+    d_neg = d_gen if U == 0 else jnp.concatenate([d_gen, d_unc], axis=-1)
+    sums = (jnp.sum(d_pos), jnp.sum(d_gen), None if U == 0 else jnp.sum(d_unc))
   if feature_scale:
-    S = jnp.maximum(_feature_scale(d_pos, d_gen, d_unc, w, exclude_diagonal) / math.sqrt(C),
-                    _MIN_SCALE).astype(dtype)
+    mean = _feature_scale(*[None if v is None else jnp.sum(v) for v in sums], L * N * U, w,
+                          (L, N, P), exclude_diagonal)
+    S = jnp.maximum(mean / math.sqrt(C), _MIN_SCALE).astype(dtype)
   else:
     S = jnp.ones((), dtype)
-  d_neg = d_gen if U == 0 else jnp.concatenate([d_gen, d_unc], axis=-1)
-  d_pos, d_neg = d_pos / S, d_neg / S
-  yn_pos = ypl / S
-  yn_neg = (xl if U == 0 else jnp.concatenate([xl, yul], axis=1)) / S
-  xn = xl / S
+  xn, yn_pos, yn_neg = xl / S, ypl / S, ynl / S
 
-  # Marginals (log) of the Sinkhorn couplings.
-  P = y_pos.shape[0]
-  M = N + U
+  # Marginals (log): rows uniform; Sinkhorn's columns uniform or CFG-weighted.
+  log_r = _log_uniform(N, dtype)
   log_c_pos = _log_uniform(P, dtype)
   weighted = uncond_marginal == "weighted_cols" and U > 0
   log_c_neg = _log_weighted_cols(N, U, w, dtype) if weighted else _log_uniform(M, dtype)
   log_c_joint = (_log_weighted_cols(P + N, U, w, dtype) if weighted
                  else _log_uniform(P + M, dtype))
-  log_bias = None
+  col_bias = None  # log w on the unconditional columns, for the couplings that add it
   if U and (normalization != "sinkhorn" or uncond_marginal == "none"):
-    log_bias = jnp.where(w > 0, jnp.log(jnp.where(w > 0, w, 1.0)), -jnp.inf)
+    log_w = jnp.where(w > 0, jnp.log(jnp.where(w > 0, w, 1.0)), -jnp.inf)
+    col_bias = jnp.concatenate([jnp.zeros((N,), dtype), jnp.full((U,), log_w, dtype)])
   post_omega = omega.astype(dtype) if (uncond_marginal == "post_guidance" and U) else None
-  neg_mask = jnp.zeros((N, M), bool).at[:, :N].set(eye) if mask_coupling else None
+  sinkhorn = normalization == "sinkhorn"
+  # Sinkhorn starts from the raw kernel (the reference's zero potentials): its problem's
+  # logits are ``L - log c`` against the marginal ``c``. The one- and two-sided couplings
+  # see no marginal (zeros: they only normalize) and are measured against ``c``.
+  zeros = lambda n: jnp.zeros((n,), dtype)
 
-  def logits_at(tau):
-    temp = tau * math.sqrt(C)
-    lp, ln = -d_pos / temp, -d_neg / temp
-    if log_bias is not None:
-      ln = ln.at[..., N:].add(log_bias)
-    return lp, ln
+  def problems(lp, ln):
+    if sinkhorn:
+      return (Problem.dense(lp - log_c_pos, log_r, log_c_pos),
+              Problem.dense(ln - log_c_neg, log_r, log_c_neg), None, None)
+    return (Problem.dense(lp, zeros(N), zeros(P)), Problem.dense(ln, zeros(N), zeros(M)),
+            None, log_c_neg if weighted else None)
+
+  def split_dense(lp, ln):
+    """The split form through the couplings themselves (unit vectors, post-guidance)."""
+    pos, neg, _, tgt_neg = problems(lp, ln)
+    side = functools.partial(couplings.split_coupling, normalization=normalization, T=T,
+                             engine=engine)
+    W_pos, W_neg = side(pos), side(neg)
+    if post_omega is not None:
+      boost = jnp.concatenate([jnp.ones((N,), dtype), jnp.full((U,), post_omega, dtype)])
+      W_neg = couplings.row_normalize(W_neg * boost)
+    e_pos = problem_lib.column_error(W_pos, pos.log_a, log_c_pos)
+    e_neg = problem_lib.column_error(W_neg, neg.log_a,
+                                     neg.log_b if tgt_neg is None else tgt_neg)
+    if unit_vectors:
+      v = _unit_barycenter(W_pos, xn, yn_pos, d_pos) - _unit_barycenter(W_neg, xn, yn_neg, d_neg)
+    else:
+      v = _bary(W_pos, yn_pos) - _bary(W_neg, yn_neg)
+    return v, e_pos, e_neg
+
+  def split(lp, ln):
+    pos, neg, tgt_pos, tgt_neg = problems(lp, ln)
+    side = functools.partial(couplings.split_barycenter, normalization=normalization, T=T,
+                             engine=engine, with_error=True)
+    (Py_pos, e_pos), (Py_neg, e_neg) = (side(pos, yn_pos, log_target=tgt_pos),
+                                        side(neg, yn_neg, log_target=tgt_neg))
+    return Py_pos - Py_neg, e_pos, e_neg
+
+  def joint(lp, ln):
+    logits = jnp.concatenate([lp, ln], axis=-1)
+    problem = (Problem.dense(logits - log_c_joint, log_r, log_c_joint) if sinkhorn
+               else Problem.dense(logits, zeros(N), zeros(P + M)))
+    W_pos, W_neg, A = couplings.joint_weights(problem, P, normalization=normalization, T=T)
+    e_pos, e_neg = couplings.joint_column_errors(A, P, log_c_joint)
+    return _bary(W_pos, yn_pos) - _bary(W_neg, yn_neg), e_pos, e_neg
 
   def mask(ln):
-    return ln if neg_mask is None else jnp.where(neg_mask, -jnp.inf, ln)
+    if not mask_coupling:
+      return ln
+    return jnp.where(jnp.eye(N, M, dtype=bool), -jnp.inf, ln)
+
+  def dense_logits_at(tau):
+    temp = tau * math.sqrt(C)
+    ln = -d_neg / (S * temp)
+    if col_bias is not None:
+      ln = ln + col_bias
+    return -d_pos / (S * temp), mask(ln)
 
   def drift_of(lp, ln):
-    W_pos, W_neg, e_pos, e_neg = feature_couplings.couplings(
-        lp, mask(ln), form=form, normalization=normalization, T=T, algorithm=algorithm,
-        log_c_pos=log_c_pos, log_c_neg=log_c_neg, log_c_joint=log_c_joint,
-        post_guidance_omega=post_omega, n_uncond=U)
-    v = (feature_couplings.barycenter(W_pos, xn, yn_pos, unit_vectors, d_pos)
-         - feature_couplings.barycenter(W_neg, xn, yn_neg, unit_vectors, d_neg))
-    theta = jnp.sqrt(jnp.maximum(jnp.mean(v * v), _MIN_THETA_SQ))
-    return v, theta, e_pos, e_neg
+    if form == "joint":
+      v, e_pos, e_neg = joint(lp, ln)
+    elif unit_vectors or post_omega is not None:
+      v, e_pos, e_neg = split_dense(lp, ln)
+    else:
+      v, e_pos, e_neg = split(lp, ln)
+    return v, jnp.mean(e_pos), jnp.mean(e_neg)
+
+  def blocked_drift_at(tau):
+    # The point problems of the split Sinkhorn: raw points at tau_eff = S tau sqrt(C).
+    t = S * tau * math.sqrt(C)
+    pos = Problem.points(xl, ypl, t, cost, log_r, log_c_pos,
+                         col_bias=jnp.broadcast_to(-log_c_pos, (L, P)))
+    bias = -log_c_neg if col_bias is None else col_bias - log_c_neg
+    neg = Problem.points(xl, ynl, t, cost, log_r, log_c_neg, mask_diagonal=mask_coupling,
+                         col_bias=jnp.broadcast_to(bias, (L, M)))
+    side = functools.partial(couplings.split_barycenter, normalization=normalization, T=T,
+                             engine=engine, with_error=True)
+    (Py_pos, e_pos), (Py_neg, e_neg) = side(pos, yn_pos), side(neg, yn_neg)
+    return Py_pos - Py_neg, jnp.mean(e_pos), jnp.mean(e_neg)
 
   K = taus.shape[0]
   if aggregate_kernels:
     # One coupling from the kernel averaged over temperatures, shared by all of them.
-    lps, lns = jax.vmap(logits_at)(taus)
+    lps, lns = jax.vmap(dense_logits_at)(taus)
     avg = lambda l: jnp.maximum(logsumexp(l, axis=0) - math.log(K), _LOG_MIN_KERNEL)
-    v, theta, e_pos, e_neg = drift_of(avg(lps), avg(lns))
+    v, e_pos, e_neg = drift_of(avg(lps), avg(lns))
+    theta = jnp.sqrt(jnp.maximum(jnp.mean(v * v), _MIN_THETA_SQ))
     V = K * (v / theta if normalize else v)
     rep = lambda a: jnp.full((K,), a)
     return FeatureDrift(jnp.swapaxes(V, 0, 1), S, rep(theta), rep(e_pos), rep(e_neg))
 
-  def one(tau):
-    v, theta, e_pos, e_neg = drift_of(*logits_at(tau))
-    return (v / theta if normalize else v), theta, e_pos, e_neg
-
-  vs, thetas, e_pos, e_neg = jax.lax.map(one, taus.astype(dtype))
-  return FeatureDrift(jnp.swapaxes(jnp.sum(vs, axis=0), 0, 1), S, thetas, e_pos, e_neg)
+  drift_at = blocked_drift_at if blocked else (lambda tau: drift_of(*dense_logits_at(tau)))
+  V, thetas, (e_pos, e_neg) = couplings.rms_normalized_sum(
+      drift_at, taus.astype(dtype), normalize=normalize, min_mean_square=_MIN_THETA_SQ)
+  return FeatureDrift(jnp.swapaxes(V, 0, 1), S, thetas, e_pos, e_neg)

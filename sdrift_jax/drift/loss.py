@@ -64,7 +64,9 @@ import numpy as np
 
 from sdrift_jax import costs as costs_lib
 from sdrift_jax.drift import features as core
+from sdrift_jax import solvers
 from sdrift_jax import validation
+from sdrift_jax.solvers import select
 from sdrift_jax.drift.features import FeatureDrift, uncond_weight
 
 __all__ = [
@@ -77,7 +79,6 @@ FORMS = ("split", "joint")
 FEATURE_NORMALIZATIONS = ("one_sided", "two_sided", "sinkhorn")
 UNCOND_MARGINALS = ("weighted_cols", "post_guidance", "none")
 FEATURE_COSTS = ("euclidean", "sqeuclidean")
-FEATURE_ALGORITHMS = ("auto", "scaling", "log")
 
 # -- argument checks ---------------------------------------------------------------------
 
@@ -138,7 +139,7 @@ def _prepare(x, y_pos, y_uncond, tau, omega, normalization, form, T, cost, featu
   cost = validation.check_choice(cost, FEATURE_COSTS, "cost")
   uncond_marginal = validation.check_choice(uncond_marginal, UNCOND_MARGINALS,
                                             "uncond_marginal")
-  algorithm = validation.check_choice(algorithm, FEATURE_ALGORITHMS, "algorithm")
+  validation.check_choice(algorithm, solvers.ALGORITHMS, "algorithm")
   for name, flag in (("feature_scale", feature_scale), ("normalize", normalize),
                      ("unit_vectors", unit_vectors), ("aggregate_kernels", aggregate_kernels)):
     if not isinstance(flag, (bool, np.bool_)):
@@ -160,8 +161,16 @@ def _prepare(x, y_pos, y_uncond, tau, omega, normalization, form, T, cost, featu
         "uncond_marginal='none' turns into empty kernel columns: Sinkhorn's column "
         "marginals are then infeasible. Use uncond_marginal='weighted_cols' or omega > 1")
   mask_coupling = (normalization != "sinkhorn") if mask_self is None else bool(mask_self)
-  if algorithm == "auto":
-    algorithm = "scaling"
+  # The marginals are strictly positive by construction (CFG weights are floored).
+  blocked_ok = (form == "split" and normalization == "sinkhorn" and not unit_vectors
+                and uncond_marginal != "post_guidance" and not aggregate_kernels)
+  if algorithm == "blocked" and not blocked_ok:
+    raise ValueError("algorithm='blocked' serves the split form's Sinkhorn coupling without "
+                     "unit_vectors, post_guidance or aggregate_kernels (it never forms the "
+                     "N x M coupling those read)")
+  M = max(y_pos.shape[0], N + (0 if y_uncond is None else y_uncond.shape[0]))
+  algorithm = select.resolve_algorithm(algorithm, N, M, jnp.dtype(dtype).itemsize, copies=L,
+                                       blocked_ok=blocked_ok)
   args = (x.astype(dtype), y_pos.astype(dtype),
           None if y_uncond is None else y_uncond.astype(dtype), taus.astype(dtype), omega)
   static = dict(form=form, normalization=normalization, T=T, cost=cost,
@@ -216,9 +225,13 @@ def feature_drift(x, y_pos, y_uncond=None, *, tau, omega=1.0, normalization="sin
     aggregate_kernels: Sinkhorn once on the kernel averaged over the temperatures
       (floored at 1e-30), its coupling shared by all of them (the reference's
       ``sinkhorn_agg_kernel``).
-    algorithm: how the split form's Sinkhorn runs: ``'scaling'`` (default through
-      ``'auto'``; :mod:`sdrift_jax.sinkhorn.scaling`) or ``'log'``. The marginals are strictly
-      positive by construction, so CFG weights computed inside ``jit`` keep the fast path.
+    algorithm: the Sinkhorn engine (:data:`sdrift_jax.solvers.ENGINES`), chosen by
+      the rule :func:`sdrift_jax.drift_field` uses (``'auto'``:
+      :func:`sdrift_jax.solvers.resolve_algorithm`, with the ``L`` locations as copies):
+      ``'scaling'``, ``'log'`` or ``'blocked'`` (the split form's Sinkhorn coupling
+      without ``unit_vectors``, ``post_guidance`` or ``aggregate_kernels``; no ``N x M``
+      matrix). The marginals are strictly positive by construction, so CFG weights
+      computed inside ``jit`` keep the scaling domain.
     check_finite: refuse NaN or inf in the inputs with a ValueError naming the argument
       and its first bad row. ``None`` (default): on when the inputs are concrete (a call
       outside ``jax.jit``; one fused reduction and one host sync), off when they are

@@ -1,5 +1,5 @@
-"""Log-domain Sinkhorn scaling with the paper's half-iteration count, and the debiased
-Sinkhorn divergence built on it.
+"""Entropic OT between two point clouds with the paper's half-iteration count, and the
+debiased Sinkhorn divergence built on it (log domain, :mod:`sdrift_jax.solvers.log`).
 
 Conventions (paper eq. 11): the scaling starts from the Gibbs kernel of the reference
 measure ``a (x) b``, ``pi_0[i, j] = a_i b_j exp(-C[i, j] / tau)``; odd half-steps scale
@@ -20,41 +20,10 @@ from jax.scipy.special import logsumexp
 
 from sdrift_jax import costs as costs_lib
 from sdrift_jax import validation
+from sdrift_jax.solvers.log import col_step, row_step, sinkhorn_scaling
 
-
-def row_step(logits: jax.Array, g: jax.Array, log_a: jax.Array) -> jax.Array:
-  """Odd half-step: the row log-scaling ``f`` that makes the rows sum to ``a``."""
-  return log_a - logsumexp(logits + g[None, :], axis=1)
-
-
-def col_step(logits: jax.Array, f: jax.Array, log_b: jax.Array) -> jax.Array:
-  """Even half-step: the column log-scaling ``g`` that makes the columns sum to ``b``."""
-  return log_b - logsumexp(logits + f[:, None], axis=0)
-
-
-def sinkhorn_scaling(logits: jax.Array, T: int, log_a: jax.Array, log_b: jax.Array
-                     ) -> tuple[jax.Array, jax.Array]:
-  """Runs ``T`` half-iterations of log-domain Sinkhorn scaling on a logit matrix.
-
-  Args:
-    logits: array of shape ``[N, M]``, ``-C / tau`` (entries may be ``-inf``).
-    T: number of half-iterations (static), ``T >= 1``.
-    log_a: array of shape ``[N]``, log row marginal.
-    log_b: array of shape ``[M]``, log column marginal.
-
-  Returns:
-    ``(f, g)`` of shapes ``[N]`` and ``[M]`` with ``log pi = logits + f[:, None] + g``
-    after the ``T``-th half-step (a row step when ``T`` is odd, a column step when even).
-  """
-  def full_iteration(_, fg):
-    _, g = fg
-    f = row_step(logits, g, log_a)
-    return f, col_step(logits, f, log_b)
-
-  f, g = jax.lax.fori_loop(0, T // 2, full_iteration, (log_a, log_b))
-  if T % 2 == 1:
-    f = row_step(logits, g, log_a)
-  return f, g
+__all__ = ["SinkhornOutput", "col_step", "marginal_errors", "row_step", "sinkhorn",
+           "sinkhorn_divergence", "sinkhorn_scaling"]
 
 
 def marginal_errors(logits: jax.Array, f: jax.Array, g: jax.Array, a: jax.Array,

@@ -1,6 +1,6 @@
 """Sinkhorn couplings in the scaling (kernel) domain with log-domain absorption.
 
-The plain log-domain iteration (:mod:`sdrift_jax.sinkhorn.solver`) pays, per half-step, a max
+The plain log-domain iteration (:mod:`sdrift_jax.solvers.ot`) pays, per half-step, a max
 pass and an exp pass over the ``N x M`` logits. Here the coupling is kept as
 
     pi = diag(u) K diag(v),      K = exp(logits + f[:, None] + g[None, :]),
@@ -33,7 +33,11 @@ import jax
 import jax.numpy as jnp
 from jax.scipy.special import logsumexp
 
-from sdrift_jax.sinkhorn import solver as sinkhorn_lib
+from sdrift_jax.solvers import log as log_engine
+from sdrift_jax.solvers import problem as problem_lib
+from sdrift_jax.solvers.problem import Problem, Result
+
+__all__ = ["BOUND", "barycentric_map", "coupling", "row_normalized_coupling", "solve"]
 
 BOUND = 1e10  # scalings are kept in [1 / BOUND, BOUND] between absorptions
 # A row of K diag(v) with less mass is normalized from the logits instead: its entries
@@ -176,11 +180,12 @@ def _one_sided_barycenter(logits, log_a, log_b, y, with_col_mass):
   P = jax.nn.softmax(logits + log_b[:, None, :], axis=2)
   col = (jnp.einsum("bn,bnm->bm", jnp.exp(log_a), P, precision=_HI) if with_col_mass
          else jnp.zeros_like(log_b))
-  return jnp.einsum("bnm,bmk->bnk", P, y, precision=_HI), col
+  return jnp.einsum("bnm,bmk->bnk", P, y, precision=_HI), col, log_b
 
 
 def _barycenter(logits, log_a, log_b, y, T, bound, exact_sum, with_col_mass):
-  """``(P @ y, a^T P)`` for the row-normalized coupling ``P`` after ``T`` half-steps.
+  """``(P @ y, a^T P, g)`` for the row-normalized coupling ``P = softmax(L + g)`` after
+  ``T`` half-steps.
 
   ``P = diag(1 / K v) K diag(v)`` is never formed: ``P @ y = K (v * y) / K v`` is one
   matrix product and one matrix-vector product on ``K``, where forming ``P`` costs a
@@ -196,13 +201,13 @@ def _barycenter(logits, log_a, log_b, y, T, bound, exact_sum, with_col_mass):
   def fast():
     Py = jnp.einsum("bnm,bmk->bnk", K, v[..., None] * y, precision=_HI) / mass[..., None]
     col = _rmatvec(K, a / mass) * v if with_col_mass else jnp.zeros_like(v)
-    return Py, col
+    return Py, col, g + jnp.log(v)
 
   def from_logits():
     # A row of K diag(v) with almost no mass (possible after an absorption at tiny tau).
     P = jax.nn.softmax(logits + (g + jnp.log(v))[:, None, :], axis=2)
     col = jnp.einsum("bn,bnm->bm", a, P, precision=_HI) if with_col_mass else jnp.zeros_like(v)
-    return jnp.einsum("bnm,bmk->bnk", P, y, precision=_HI), col
+    return jnp.einsum("bnm,bmk->bnk", P, y, precision=_HI), col, g + jnp.log(v)
 
   return jax.lax.cond(jnp.all(mass > _TINY_MASS), fast, from_logits)
 
@@ -230,7 +235,7 @@ def _fold_batch(fn):
 
 def _log_domain_g(logits, log_a, log_b, T):
   """Column log-scaling of the plain log-domain iteration, batched: ``[B, M]``."""
-  one = lambda l, la, lb: sinkhorn_lib.sinkhorn_scaling(l, 2 * (T // 2), la, lb)[1]
+  one = lambda l, la, lb: log_engine.sinkhorn_scaling(l, 2 * (T // 2), la, lb)[1]
   return jax.vmap(one)(logits, log_a, log_b)
 
 
@@ -239,10 +244,11 @@ def _plain_coupling(logits, log_a, log_b, T):
 
 
 def _plain_barycenter(logits, log_a, log_b, y, T, with_col_mass):
-  P = _plain_coupling(logits, log_a, log_b, T)
+  g = _log_domain_g(logits, log_a, log_b, T)
+  P = jax.nn.softmax(logits + g[:, None, :], axis=2)
   col = (jnp.einsum("bn,bnm->bm", jnp.exp(log_a), P, precision=_HI) if with_col_mass
          else jnp.zeros_like(log_b))
-  return jnp.einsum("bnm,bmk->bnk", P, y, precision=_HI), col
+  return jnp.einsum("bnm,bmk->bnk", P, y, precision=_HI), col, g
 
 
 @functools.lru_cache(maxsize=None)
@@ -285,7 +291,7 @@ def row_normalized_coupling(logits: jax.Array, log_a: jax.Array, log_b: jax.Arra
   """Row-normalized Sinkhorn coupling after ``T`` half-steps, in the scaling domain.
 
   Equal (to float32 rounding) to ``row_softmax(logits + g)`` where ``g`` is the column
-  log-scaling of :func:`sdrift_jax.sinkhorn.solver.sinkhorn_scaling` after ``2 (T // 2)``
+  log-scaling of :func:`sdrift_jax.solvers.ot.sinkhorn_scaling` after ``2 (T // 2)``
   half-steps; the same value the drift needs for any ``T``. Leading batch axes are
   allowed (and ``jax.vmap`` folds into them): the problems share one loop.
 
@@ -344,5 +350,31 @@ def barycentric_map(logits: jax.Array, log_a: jax.Array, log_b: jax.Array, y: ja
   log_b = jnp.broadcast_to(log_b, batch + (m,)).reshape(-1, m)
   y = jnp.broadcast_to(y, batch + (m, d)).reshape(-1, m, d)
   fn = _barycenter_fn(int(T), float(bound), float(exact_sum), bool(with_col_mass))
-  Py, col = fn(logits.reshape(-1, n, m), log_a, log_b, y)
+  Py, col, _ = fn(logits.reshape(-1, n, m), log_a, log_b, y)
   return Py.reshape(batch + (n, d)), col.reshape(batch + (m,))
+
+
+def solve(problem: Problem, T: int, y=None, *, with_error: bool = False) -> Result:
+  """``T`` half-steps in the scaling domain (the contract:
+  :mod:`sdrift_jax.solvers.problem`). Needs strictly positive marginals."""
+  L = problem.dense_logits()
+  batch = problem.batch_shape
+  n, m = problem.shape
+  y_in = jnp.zeros(batch + (m, 1), L.dtype) if y is None else y
+  d = y_in.shape[-1]
+  y_in = jnp.broadcast_to(y_in, batch + (m, d)).reshape(-1, m, d)
+  fn = _barycenter_fn(int(T), float(BOUND), float(_TINY_SUM), bool(with_error))
+  Py, col, g = fn(L.reshape(-1, n, m), problem.log_a.reshape(-1, n),
+                  problem.log_b.reshape(-1, m), y_in)
+  if with_error:
+    mass = jnp.sum(jnp.exp(problem.log_a), axis=-1, keepdims=True).reshape(-1, 1)
+    err = jnp.sum(jnp.abs(col / mass - problem_lib.normalized(problem.log_b.reshape(-1, m))),
+                  axis=-1).reshape(batch)
+  else:
+    err = jnp.zeros(batch, L.dtype)
+  return Result(g.reshape(batch + (m,)), None if y is None else Py.reshape(batch + (n, d)), err)
+
+
+def coupling(problem: Problem, T: int) -> jax.Array:
+  """The row-normalized coupling ``[..., N, M]`` after ``T`` half-steps."""
+  return row_normalized_coupling(problem.dense_logits(), problem.log_a, problem.log_b, T)

@@ -16,7 +16,7 @@ Past ``SPLIT_COLS_ABOVE`` columns a tile is also cut along ``y`` (blocks of at m
 ``MAX_TILE_COLS``): the log-sum-exp and the drift's softmax are then carried over the
 blocks of ``y`` per row, so that a tile and its block of ``y`` share the cache.
 
-It is the log-domain iteration of :mod:`sdrift_jax.sinkhorn.solver` (same half-step count and
+It is the log-domain iteration of :mod:`sdrift_jax.solvers.ot` (same half-step count and
 order), so it matches the dense drift to float32 rounding, at the price of recomputing
 the costs (a matmul for ``d > 16``) in every half-step. :func:`mean_cost`, the unit of a
 relative temperature, is summed over the same row tiles.
@@ -29,6 +29,9 @@ from jax.scipy.special import logsumexp
 
 from sdrift_jax import costs as costs_lib
 from sdrift_jax.costs import TILE_ENTRIES, block_rows
+from sdrift_jax.solvers.problem import Problem, Result
+
+__all__ = ["barycentric_map", "coupling", "small_problem_tile", "solve"]
 
 _HI = jax.lax.Precision.HIGHEST
 
@@ -143,7 +146,7 @@ def _row_scalings_2d(x, y, log_a, log_b_other, tau, cost, mask_diagonal):
   return jax.lax.map(one, (row_starts, lat, xt)).reshape(-1)[:n]
 
 
-def _drift_2d(x, y, log_a, g, tau, cost, mask_diagonal, with_col_error):
+def _drift_2d(x, y, log_a, g, tau, cost, mask_diagonal, with_col_error, values):
   """``(P @ y, a^T P)`` of :func:`barycentric_map` over tiles cut along ``x`` and ``y``.
 
   Per row tile, the row softmax is accumulated over the blocks of ``y`` online: a
@@ -155,6 +158,7 @@ def _drift_2d(x, y, log_a, g, tau, cost, mask_diagonal, with_col_error):
   rows, cols = _tile_shape(n, m)
   xt, lat, nb = _tiles(x, log_a, rows)
   yt, gt, nc = _tiles(y, g, cols)  # padded columns: g = -inf, no mass
+  vt = _tiles(values, g, cols)[0]
   row_starts, col_starts = jnp.arange(nb) * rows, jnp.arange(nc) * cols
   a_tiles = jnp.exp(lat - logsumexp(log_a))  # padded rows: zero
 
@@ -166,13 +170,13 @@ def _drift_2d(x, y, log_a, g, tau, cost, mask_diagonal, with_col_error):
 
     def accumulate(carry, u):
       mx, mass, acc = carry
-      new, scale, E = _online_block(mx, tile_logits(*u))
+      new, scale, E = _online_block(mx, tile_logits(*u[:3]))
       return (new, mass * scale + jnp.sum(E, axis=1),
-              acc * scale[:, None] + jnp.matmul(E, u[2], precision=_HI)), None
+              acc * scale[:, None] + jnp.matmul(E, u[3], precision=_HI)), None
 
     init = (jnp.full((rows,), -jnp.inf, x.dtype), jnp.zeros((rows,), x.dtype),
-            jnp.zeros((rows, y.shape[1]), x.dtype))
-    (mx, mass, acc), _ = jax.lax.scan(accumulate, init, (col_starts, gt, yt))
+            jnp.zeros((rows, values.shape[1]), x.dtype))
+    (mx, mass, acc), _ = jax.lax.scan(accumulate, init, (col_starts, gt, yt, vt))
     if with_col_error:
       ref = jnp.where(jnp.isfinite(mx), mx, 0.0)
       weights = ab / mass
@@ -189,8 +193,50 @@ def _drift_2d(x, y, log_a, g, tau, cost, mask_diagonal, with_col_error):
   return out.reshape(nb * rows, -1)[:n], col_mass.reshape(-1)[:m]
 
 
+def _solve(x, y, log_a, log_b, tau, T: int, cost: str, mask_diagonal: bool, block: int,
+           with_col_error: bool, col_bias=None, values=None):
+  """``(P @ values, column_error, g)`` for one problem (:func:`barycentric_map`;
+  ``values`` ``[M, k]`` defaults to ``y``)."""
+  n, m = x.shape[0], y.shape[0]
+  values = y if values is None else values
+  col_block = block_rows(m, n, block * m)
+  target = jnp.exp(log_b - logsumexp(log_b))
+  # With column biases the iteration runs on h = g + col_bias against -C / tau: it starts
+  # at log_b + col_bias, and a column step gives h = log_b - logsumexp_i(-C / tau + f).
+  def full_iteration(_, h):
+    f = _row_scalings(x, y, log_a, h, tau, cost, mask_diagonal, block)
+    return _row_scalings(y, x, log_b, f, tau, cost, mask_diagonal, col_block)
+
+  h = jax.lax.fori_loop(0, T // 2, full_iteration,
+                        log_b if col_bias is None else log_b + col_bias)
+  g = h if col_bias is None else h - col_bias
+  if m > SPLIT_COLS_ABOVE:
+    out, col_mass = _drift_2d(x, y, log_a, h, tau, cost, mask_diagonal, with_col_error, values)
+    col_error = jnp.sum(jnp.abs(col_mass - target))
+    return out, jnp.where(with_col_error, col_error, 0.0), g
+
+  xt, lat, nb = _tiles(x, log_a, block)
+  starts = jnp.arange(nb) * block
+  a_tiles = jnp.exp(lat - logsumexp(log_a))  # padded rows: zero
+
+  def drift_block(col_mass, t):
+    start, ab, xb = t
+    # A row softmax: the row constant drops out.
+    L = _tile_logits(xb, y, h, tau, cost, mask_diagonal, start, 0)
+    E = jnp.exp(L - jnp.max(L, axis=1, keepdims=True))
+    mass = jnp.sum(E, axis=1)
+    if with_col_error:
+      col_mass = col_mass + jnp.matmul(ab / mass, E, precision=_HI)
+    return col_mass, jnp.matmul(E, values, precision=_HI) / mass[:, None]
+
+  col_mass, out = jax.lax.scan(drift_block, jnp.zeros((m,), x.dtype), (starts, a_tiles, xt))
+  col_error = jnp.sum(jnp.abs(col_mass - target))
+  return out.reshape(nb * block, -1)[:n], jnp.where(with_col_error, col_error, 0.0), g
+
+
 def barycentric_map(x, y, log_a, log_b, tau, T: int, cost: str, mask_diagonal: bool,
-                    block: int, with_col_error: bool = True) -> jax.Array:
+                    block: int, with_col_error: bool = True
+                    ) -> tuple[jax.Array, jax.Array]:
   """``P @ y`` for the row-normalized coupling after ``T`` half-steps, blockwise.
 
   Args:
@@ -211,33 +257,40 @@ def barycentric_map(x, y, log_a, log_b, tau, T: int, cost: str, mask_diagonal: b
     ``(P @ y, column_error)``: an array of shape ``[N, d]`` and the L1 error of the column
     marginal of ``a_i P[i, j]`` against ``b`` (both normalized to mass one).
   """
-  n, m = x.shape[0], y.shape[0]
-  col_block = block_rows(m, n, block * m)
+  return _solve(x, y, log_a, log_b, tau, T, cost, mask_diagonal, block, with_col_error)[:2]
 
-  def full_iteration(_, g):
-    f = _row_scalings(x, y, log_a, g, tau, cost, mask_diagonal, block)
-    return _row_scalings(y, x, log_b, f, tau, cost, mask_diagonal, col_block)
 
-  g = jax.lax.fori_loop(0, T // 2, full_iteration, log_b)
-  if m > SPLIT_COLS_ABOVE:
-    out, col_mass = _drift_2d(x, y, log_a, g, tau, cost, mask_diagonal, with_col_error)
-    col_error = jnp.sum(jnp.abs(col_mass - jnp.exp(log_b - logsumexp(log_b))))
-    return out, jnp.where(with_col_error, col_error, 0.0)
+def small_problem_tile(n: int, m: int) -> int:
+  """Entries per tile: :data:`TILE_ENTRIES`, or an eighth of the problem when that is
+  smaller, so that a small problem is not computed as one tile the size of its whole
+  matrix (memory linear in ``N + M`` at every size)."""
+  return int(max(m, min(TILE_ENTRIES, (n * m) // 8)))
 
-  xt, lat, nb = _tiles(x, log_a, block)
-  starts = jnp.arange(nb) * block
-  a_tiles = jnp.exp(lat - logsumexp(log_a))  # padded rows: zero
 
-  def drift_block(col_mass, t):
-    start, ab, xb = t
-    # A row softmax: the row constant drops out.
-    L = _tile_logits(xb, y, g, tau, cost, mask_diagonal, start, 0)
-    E = jnp.exp(L - jnp.max(L, axis=1, keepdims=True))
-    mass = jnp.sum(E, axis=1)
-    if with_col_error:
-      col_mass = col_mass + jnp.matmul(ab / mass, E, precision=_HI)
-    return col_mass, jnp.matmul(E, y, precision=_HI) / mass[:, None]
+def solve(problem: Problem, T: int, y=None, *, with_error: bool = False) -> Result:
+  """``T`` half-steps over row tiles, costs recomputed from the problem's points (the
+  contract: :mod:`sdrift_jax.solvers.problem`). ``y`` ``[..., M, k]``: the values the
+  coupling averages (default: none, barycenter None)."""
+  if problem.is_dense:
+    raise ValueError("algorithm='blocked' recomputes costs from points and never holds an "
+                     "N x M matrix: it needs a point problem (Problem.points), not logits")
+  n, m = problem.shape
+  block = block_rows(n, m, small_problem_tile(n, m))
+  batch = problem.batch_shape
+  values = problem.y[..., :1] * 0 if y is None else jnp.broadcast_to(y, batch + y.shape[-2:])
 
-  col_mass, out = jax.lax.scan(drift_block, jnp.zeros((m,), x.dtype), (starts, a_tiles, xt))
-  col_error = jnp.sum(jnp.abs(col_mass - jnp.exp(log_b - logsumexp(log_b))))
-  return out.reshape(nb * block, -1)[:n], jnp.where(with_col_error, col_error, 0.0)
+  def one(x, yp, la, lb, bias, v):
+    return _solve(x, yp, la, lb, problem.tau, T, problem.cost, problem.mask_diagonal, block,
+                  with_error, bias, v)
+
+  fn = one
+  for _ in batch:
+    fn = jax.vmap(fn, in_axes=(0, 0, 0, 0, None if problem.col_bias is None else 0, 0))
+  out, err, g = fn(problem.x, problem.y, problem.log_a, problem.log_b, problem.col_bias,
+                   values)
+  return Result(g, None if y is None else out, err)
+
+
+def coupling(problem: Problem, T: int) -> jax.Array:
+  raise ValueError("algorithm='blocked' never forms the N x M coupling; use 'log' or "
+                   "'scaling' where the coupling itself is needed")

@@ -1,1 +1,0 @@
-"""Sinkhorn engines: log-domain, scaling-domain and blocked half-iterations."""
