@@ -9,7 +9,7 @@ import numpy_reference as ref
 from conftest import clouds
 from sdrift_jax import DriftSpec, drift_field, drift_field_with_info
 from sdrift_jax.solvers import blocked
-from sdrift_jax.drift import spec as drift_spec
+from sdrift_jax.solvers import select as drift_spec
 
 
 @pytest.fixture

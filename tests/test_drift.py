@@ -10,7 +10,7 @@ import numpy_reference as ref
 from conftest import clouds
 from sdrift_jax import NORMALIZATIONS, drift_field, drift_field_with_info
 from sdrift_jax.solvers import blocked
-from sdrift_jax.drift import spec as drift_spec
+from sdrift_jax.solvers import select as drift_spec
 from sdrift_jax.drift import field as drift_lib
 
 COSTS = ("sqeuclidean", "half_sqeuclidean", "euclidean")

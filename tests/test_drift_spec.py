@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from sdrift_jax import DriftSpec, drift_field, drift_field_with_info
-from sdrift_jax.drift import spec as spec_lib
+from sdrift_jax.solvers import select as spec_lib
 
 
 @pytest.mark.parametrize("kwargs, match", [
@@ -19,7 +19,7 @@ from sdrift_jax.drift import spec as spec_lib
     (dict(relative_tau="yes"), "relative_tau must be a bool"),
     (dict(copies=0), "copies must be an int >= 1"),
     (dict(copies=2.0), "copies must be an int >= 1"),
-    (dict(algorithm="blocked", normalization="two_sided"), "supports normalization"),
+    (dict(algorithm="blocked", normalization="two_sided"), "supports the split form"),
 ])
 def test_bad_fields_are_refused_on_construction(kwargs, match):
   with pytest.raises(ValueError, match=match):

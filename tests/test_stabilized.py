@@ -157,16 +157,17 @@ def test_auto_picks_scaling_for_positive_weights_and_matches_float64():
 def test_concrete_weights_inside_jit_keep_the_scaling_domain(monkeypatch):
   """Weights that are numbers at trace time (a closure constant of a jitted step) are
   seen as positive there, so 'auto' keeps the scaling path; traced ones fall back. The
-  algorithm is read where drift_field resolves it (DriftSpec.resolve_algorithm)."""
+  algorithm is read where drift_field resolves it (solvers.select.resolve_algorithm)."""
+  from sdrift_jax.solvers import select  # pylint: disable=g-import-not-at-top
   x, y_pos, y_neg = clouds(11)
   w = np.linspace(0.5, 2.0, len(y_neg)).astype(np.float32)
   resolved = []
-  original = DriftSpec.resolve_algorithm
+  original = select.resolve_algorithm
 
-  def spy(self, *args, **kwargs):
-    resolved.append(original(self, *args, **kwargs))
+  def spy(*args, **kwargs):
+    resolved.append(original(*args, **kwargs))
     return resolved[-1]
-  monkeypatch.setattr(DriftSpec, "resolve_algorithm", spy)
+  monkeypatch.setattr(select, "resolve_algorithm", spy)
 
   def step(wn=None):
     return drift_field(x, y_pos, y_neg, 0.1, T=21, weights_neg=w if wn is None else wn)

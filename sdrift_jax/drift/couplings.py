@@ -28,7 +28,7 @@ from sdrift_jax.solvers import log as log_engine
 from sdrift_jax.solvers import problem as problem_lib
 from sdrift_jax.solvers.problem import Problem
 
-__all__ = ["FORMS", "NORMALIZATIONS", "canonical_form", "geometric_mean", "joint_column_errors", "joint_weights",
+__all__ = ["FORMS", "NORMALIZATIONS", "canonical_form", "geometric_mean", "geometric_mean_log", "joint_column_errors", "joint_weights",
            "rms_normalized_sum", "row_normalize", "split_barycenter", "split_coupling"]
 
 NORMALIZATIONS = ("sinkhorn", "one_sided", "two_sided")
@@ -61,15 +61,20 @@ def row_normalize(W: jax.Array) -> jax.Array:
   return W / jnp.maximum(jnp.sum(W, axis=-1, keepdims=True), _MIN_ROW_MASS)
 
 
-def geometric_mean(logits, log_a, log_b) -> jax.Array:
-  """``sqrt(softmax_row(L + log b) * softmax_col(L + log a))`` ``[..., N, M]``, zero where
-  ``L = -inf`` (Deng et al.'s two-sided coupling, weighted by the other side's
-  marginal)."""
+def geometric_mean_log(logits, log_a, log_b) -> jax.Array:
+  """``log sqrt(softmax_row(L + log b) * softmax_col(L + log a))`` ``[..., N, M]``,
+  ``-inf`` where ``L = -inf`` (Deng et al.'s two-sided coupling, weighted by the other
+  side's marginal)."""
   lr = logits + log_b[..., None, :]
   lc = logits + log_a[..., :, None]
   log_A = 0.5 * ((lr - logsumexp(lr, axis=-1, keepdims=True))
                  + (lc - logsumexp(lc, axis=-2, keepdims=True)))
-  return jnp.where(jnp.isneginf(logits), 0.0, jnp.exp(log_A))
+  return jnp.where(jnp.isneginf(logits), -jnp.inf, log_A)
+
+
+def geometric_mean(logits, log_a, log_b) -> jax.Array:
+  """``exp`` of :func:`geometric_mean_log`: zero where ``L = -inf``."""
+  return jnp.exp(geometric_mean_log(logits, log_a, log_b))
 
 
 def _steps(normalization: str, T: int) -> int:
@@ -77,7 +82,7 @@ def _steps(normalization: str, T: int) -> int:
 
 
 def split_barycenter(problem: Problem, values, *, normalization: str, T: int, engine,
-                     with_error: bool = False, log_target=None):
+                     with_error: bool = False, log_target=None, reference_rows=False):
   """``(P @ values [..., N, k], column error [...])`` for the split form's coupling ``P``.
 
   Args:
@@ -89,11 +94,13 @@ def split_barycenter(problem: Problem, values, *, normalization: str, T: int, en
     with_error: compute the L1 column-marginal error of ``a_i P[i, j]``; else zeros.
     log_target: the column marginal the error is measured against (default the
       problem's ``log_b``).
+    reference_rows: see :func:`split_coupling`.
   """
   if normalization == "two_sided" or (with_error and log_target is not None):
     # The coupling itself: the geometric mean has no engine, and an error against
     # another target than the problem's log_b reads the coupling (dense engines).
-    W = split_coupling(problem, normalization=normalization, T=T, engine=engine)
+    W = split_coupling(problem, normalization=normalization, T=T, engine=engine,
+                       reference_rows=reference_rows)
     target = problem.log_b if log_target is None else log_target
     err = (problem_lib.column_error(W, problem.log_a, target) if with_error
            else jnp.zeros(problem.batch_shape, W.dtype))
@@ -102,11 +109,20 @@ def split_barycenter(problem: Problem, values, *, normalization: str, T: int, en
   return result.barycenter, result.col_error
 
 
-def split_coupling(problem: Problem, *, normalization: str, T: int, engine) -> jax.Array:
-  """The split form's row-stochastic coupling ``[..., N, M]`` (dense engines)."""
+def split_coupling(problem: Problem, *, normalization: str, T: int, engine,
+                   reference_rows: bool = False) -> jax.Array:
+  """The split form's row-stochastic coupling ``[..., N, M]`` (dense engines).
+
+  ``reference_rows``: the two-sided coupling as the reference codes normalize it, the
+  geometric mean's ``exp`` divided by its row sum floored at 1e-12, so that a row whose
+  every entry underflows contributes no drift; else (default) a softmax of the log,
+  exact for such rows (tiny ``tau``).
+  """
+  if normalization == "two_sided" and reference_rows:
+    return row_normalize(geometric_mean(problem.dense_logits(), problem.log_a, problem.log_b))
   if normalization == "two_sided":
-    L = problem.dense_logits()
-    return row_normalize(geometric_mean(L, problem.log_a, problem.log_b))
+    return jax.nn.softmax(geometric_mean_log(problem.dense_logits(), problem.log_a,
+                                             problem.log_b), axis=-1)
   return engine.coupling(problem, _steps(normalization, T))
 
 

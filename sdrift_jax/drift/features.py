@@ -180,7 +180,7 @@ def feature_drift(x, y_pos, y_unc, taus, omega, *, form, normalization, T, cost,
     """The split form through the couplings themselves (unit vectors, post-guidance)."""
     pos, neg, _, tgt_neg = problems(lp, ln)
     side = functools.partial(couplings.split_coupling, normalization=normalization, T=T,
-                             engine=engine)
+                             engine=engine, reference_rows=True)
     W_pos, W_neg = side(pos), side(neg)
     if post_omega is not None:
       boost = jnp.concatenate([jnp.ones((N,), dtype), jnp.full((U,), post_omega, dtype)])
@@ -188,16 +188,12 @@ def feature_drift(x, y_pos, y_unc, taus, omega, *, form, normalization, T, cost,
     e_pos = problem_lib.column_error(W_pos, pos.log_a, log_c_pos)
     e_neg = problem_lib.column_error(W_neg, neg.log_a,
                                      neg.log_b if tgt_neg is None else tgt_neg)
-    if unit_vectors:
-      v = _unit_barycenter(W_pos, xn, yn_pos, d_pos) - _unit_barycenter(W_neg, xn, yn_neg, d_neg)
-    else:
-      v = _bary(W_pos, yn_pos) - _bary(W_neg, yn_neg)
-    return v, e_pos, e_neg
+    return _side_drift(W_pos, W_neg), e_pos, e_neg
 
   def split(lp, ln):
     pos, neg, tgt_pos, tgt_neg = problems(lp, ln)
     side = functools.partial(couplings.split_barycenter, normalization=normalization, T=T,
-                             engine=engine, with_error=True)
+                             engine=engine, with_error=True, reference_rows=True)
     (Py_pos, e_pos), (Py_neg, e_neg) = (side(pos, yn_pos, log_target=tgt_pos),
                                         side(neg, yn_neg, log_target=tgt_neg))
     return Py_pos - Py_neg, e_pos, e_neg
@@ -208,7 +204,13 @@ def feature_drift(x, y_pos, y_unc, taus, omega, *, form, normalization, T, cost,
                else Problem.dense(logits, zeros(N), zeros(P + M)))
     W_pos, W_neg, A = couplings.joint_weights(problem, P, normalization=normalization, T=T)
     e_pos, e_neg = couplings.joint_column_errors(A, P, log_c_joint)
-    return _bary(W_pos, yn_pos) - _bary(W_neg, yn_neg), e_pos, e_neg
+    return _side_drift(W_pos, W_neg), e_pos, e_neg
+
+  def _side_drift(W_pos, W_neg):
+    if unit_vectors:
+      return (_unit_barycenter(W_pos, xn, yn_pos, d_pos)
+              - _unit_barycenter(W_neg, xn, yn_neg, d_neg))
+    return _bary(W_pos, yn_pos) - _bary(W_neg, yn_neg)
 
   def mask(ln):
     if not mask_coupling:

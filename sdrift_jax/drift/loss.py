@@ -66,6 +66,7 @@ from sdrift_jax import costs as costs_lib
 from sdrift_jax.drift import features as core
 from sdrift_jax import solvers
 from sdrift_jax import validation
+from sdrift_jax.drift import couplings
 from sdrift_jax.solvers import select
 from sdrift_jax.drift.features import FeatureDrift, uncond_weight
 
@@ -75,8 +76,8 @@ __all__ = [
     "uncond_weight",
 ]
 
-FORMS = ("split", "joint")
-FEATURE_NORMALIZATIONS = ("one_sided", "two_sided", "sinkhorn")
+FORMS = couplings.FORMS
+FEATURE_NORMALIZATIONS = couplings.NORMALIZATIONS
 UNCOND_MARGINALS = ("weighted_cols", "post_guidance", "none")
 FEATURE_COSTS = ("euclidean", "sqeuclidean")
 
@@ -131,9 +132,7 @@ def _prepare(x, y_pos, y_uncond, tau, omega, normalization, form, T, cost, featu
                           *([] if y_uncond is None else [y_uncond.dtype]))
   taus, _ = validation.as_tau(tau)
   omega = _check_omega(omega)
-  normalization = validation.check_choice(normalization, FEATURE_NORMALIZATIONS,
-                                          "normalization")
-  form = validation.check_choice(form, FORMS, "form")
+  normalization, form = couplings.canonical_form(normalization, form)
   T = validation.check_T(T)
   cost = costs_lib.COST_ALIASES.get(cost, cost) if isinstance(cost, str) else cost
   cost = validation.check_choice(cost, FEATURE_COSTS, "cost")
