@@ -4,7 +4,7 @@
 # that fails or runs out of time leaves the others' results.
 #
 # Wheels that the machine's image lacks (ott-jax, jaxopt, ml-collections) travel in the
-# git-ignored folder .whl (see docs/performance.md, "GPU").
+# git-ignored folder .whl (see docs/testing.md, "On a GPU").
 #
 #   bash benchmarks/device_checks.sh            # all stages
 #   STAGES="floors vs_ott" bash benchmarks/device_checks.sh

@@ -3,7 +3,7 @@
 XLA's CPU runtime allocates its temporaries (the ``N x M`` kernels of a dense drift) with
 ``malloc`` on every call. glibc serves blocks above 32 MiB with fresh ``mmap``s from the
 worker threads' arenas and unmaps them when freed, so every call faults in its ``N x M``
-buffers page by page (about 10 ms per 64 MiB on the 2-core CPU of docs/performance.md).
+buffers page by page (about 10 ms per 64 MiB on the 2-core CPU of docs/notes.md).
 :func:`reuse_freed_memory` tells glibc to serve every thread from the main heap
 (``M_ARENA_MAX = 1``), never to ``mmap`` a block (``M_MMAP_MAX = 0``), and to keep up
 to ``keep_bytes`` of freed memory at the top of the heap (``M_TRIM_THRESHOLD``): the
