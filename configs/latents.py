@@ -45,7 +45,7 @@ def base_config():
                                           seed=0, train_per_class=4000))
   c.model = ml_collections.ConfigDict(dict(kind="mlp", noise_dim=512, embed_dim=64,
                                            hidden=1024, depth=3, blocks=0, activation="relu",
-                                           omega_dim=0))
+                                           omega_dim=0, init="flax"))
   # The paper's Table 2 temperatures are absolute, on squared distances in raw latent
   # units (its FFHQ script has no feature normalization): the drift_field objective.
   c.drift = ml_collections.ConfigDict(dict(normalization="sinkhorn", T=61, tau=1.0,

@@ -94,12 +94,7 @@ def help_text() -> str:
 def _check_config_argument(argv) -> None:
   """Loads the ``--config`` file and variant once, so that a mistake in either is one
   line naming it (absl would print the config module's traceback)."""
-  arg = None
-  for i, a in enumerate(argv):
-    if a.startswith("--config="):
-      arg = a.split("=", 1)[1]
-    elif a == "--config" and i + 1 < len(argv):
-      arg = argv[i + 1]
+  arg = _config_argument(argv)
   if arg is None:
     _usage_error("--config is required")
   path, _, variant = arg.partition(":")
@@ -154,14 +149,18 @@ def default_workdir(config_arg: str) -> str:
   return os.path.join("workdirs", name)
 
 
-def _config_argument(argv) -> str:
-  """The raw ``--config`` value, variant included (``configs/toy.py:smoke``)."""
+def _config_argument(argv):
+  """The raw ``--config`` value, variant included (``configs/toy.py:smoke``), or None;
+  a second ``--config`` is a usage error (one run, one config, one workdir)."""
+  found = []
   for i, a in enumerate(argv):
     if a.startswith("--config="):
-      return a.split("=", 1)[1]
-    if a == "--config" and i + 1 < len(argv):
-      return argv[i + 1]
-  return config_flags.get_config_filename(FLAGS["config"])
+      found.append(a.split("=", 1)[1])
+    elif a == "--config" and i + 1 < len(argv):
+      found.append(argv[i + 1])
+  if len(found) > 1:
+    _usage_error(f"--config given {len(found)} times ({', '.join(found)}); give it once")
+  return found[0] if found else None
 
 
 def main(argv):
@@ -182,7 +181,8 @@ def main(argv):
   import experiments
   from sdrift_jax import training
   from sdrift_jax.training import workdir as workdir_lib
-  config_arg = _config_argument(sys.argv)
+  config_arg = (_config_argument(sys.argv)
+                or config_flags.get_config_filename(FLAGS["config"]))
   workdir = FLAGS.workdir or default_workdir(config_arg)
   user_errors = (ValueError, KeyError, FileNotFoundError, ImportError,
                  workdir_lib.WorkdirBusyError, training.NonFiniteLossError)

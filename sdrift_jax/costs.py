@@ -10,6 +10,15 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
+__all__ = ["block_rows", "canonical_cost", "COST_ALIASES", "COSTS", "DIRECT_MAX_DIM",
+           "HIGHEST", "mean_cost", "pairwise_cost", "row_constant", "row_shifted_logits",
+           "shifted_logits", "shifts_rows", "squared_distances", "summed_cost",
+           "TILE_ENTRIES"]
+
+#: The precision of every product of the drift and its costs: at small tau an error in a
+#: cost is amplified by 1 / tau, and GPUs would otherwise use TF32 for float32 matmuls.
+HIGHEST = jax.lax.Precision.HIGHEST
+
 #: Canonical cost names.
 COSTS = ("sqeuclidean", "half_sqeuclidean", "euclidean")
 #: Kernel names accepted as aliases of a cost (the kernel is ``exp(-cost / tau)``).
@@ -29,9 +38,8 @@ def canonical_cost(cost: str) -> str:
 
 
 #: Up to this dimension distances are summed from coordinate differences: exact at zero
-#: distance, and on CPU as fast as the matmul (one fused N x M pass; 25 ms against 34 ms
-#: at N = M = 4096, d = 2, where the [N, M, d] broadcast form took 118 ms). Above it the
-#: matmul expansion is used, whose rounding is about ``1e-7 * (|x|^2 + |y|^2)``.
+#: distance, and one fused N x M pass (timings: docs/notes.md). Above it the matmul
+#: expansion is used, whose rounding is about ``1e-7 * (|x|^2 + |y|^2)``.
 DIRECT_MAX_DIM = 16
 
 
@@ -56,7 +64,7 @@ def squared_distances(x: jax.Array, y: jax.Array) -> jax.Array:
   # GPUs would otherwise use TF32 for float32 matmuls.
   xx = jnp.sum(x * x, axis=-1)
   yy = jnp.sum(y * y, axis=-1)
-  xy = jnp.matmul(x, y.T, precision=jax.lax.Precision.HIGHEST)
+  xy = jnp.matmul(x, y.T, precision=HIGHEST)
   return jnp.maximum(xx[:, None] + yy[None, :] - 2.0 * xy, 0.0)
 
 
@@ -83,7 +91,7 @@ def row_shifted_logits(x: jax.Array, y: jax.Array, tau, cost: str):
   """
   if not shifts_rows(cost, x.shape[-1]):
     return None
-  xy = jnp.matmul(x, y.T, precision=jax.lax.Precision.HIGHEST)
+  xy = jnp.matmul(x, y.T, precision=HIGHEST)
   return (2.0 * xy - jnp.sum(y * y, axis=-1)[None, :]) * _inverse_temperature(cost, tau)
 
 

@@ -3,7 +3,7 @@
 XLA's CPU runtime allocates its temporaries (the ``N x M`` kernels of a dense drift) with
 ``malloc`` on every call. glibc serves blocks above 32 MiB with fresh ``mmap``s from the
 worker threads' arenas and unmaps them when freed, so every call faults in its ``N x M``
-buffers page by page (about 10 ms per 64 MiB on the 2-core CPU of docs/notes.md).
+buffers page by page (the cost measured: docs/notes.md).
 :func:`reuse_freed_memory` tells glibc to serve every thread from the main heap
 (``M_ARENA_MAX = 1``), never to ``mmap`` a block (``M_MMAP_MAX = 0``), and to keep up
 to ``keep_bytes`` of freed memory at the top of the heap (``M_TRIM_THRESHOLD``): the
@@ -14,8 +14,7 @@ loop of many steps per call (``experiments.run`` runs 100 per ``lax.scan``) alre
 allocates once per call and gained nothing (docs/performance.md).
 
 The price is resident memory: freed blocks stay with the process, and the one heap
-fragments, so the peak can be larger (1.5 instead of 0.8 GiB in the measurement of
-docs/performance.md). The runtime frees a call's buffers on its own thread, sometimes
+fragments, so the peak can be larger (docs/performance.md). The runtime frees a call's buffers on its own thread, sometimes
 after the next call has allocated, so the heap grows over the first calls (and now and
 then later) before the pages are reused: in tests/test_host_memory.py's probe (a 64 MiB
 temporary), 0-5 of calls 9-24 still faulted in 8 runs, against every call by default.
@@ -31,6 +30,8 @@ import ctypes
 import ctypes.util
 import platform
 import sys
+
+__all__ = ["DEFAULT_KEEP_BYTES", "reuse_freed_memory", "tunables"]
 
 # mallopt parameters, from glibc's malloc.h.
 _M_TRIM_THRESHOLD = -1

@@ -13,6 +13,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+__all__ = ["as_point_cloud", "as_tau", "as_weights", "check_choice", "check_finite",
+           "check_same_dim", "check_T", "is_traced"]
+
 
 def is_traced(v) -> bool:
   return isinstance(v, jax.core.Tracer)

@@ -88,6 +88,8 @@ def test_locked_config_rejects_mistyped_key_on_command_line(tmp_path):
     (["--config=configs/toy.py:smoke", "--config.drift.T=1.5"], "config.drift.T=1.5"),
     (["--config=configs/toy.py:smoke", "--no_such_flag"], "no_such_flag"),
     ([], "--config is required"),
+    (["--config=configs/toy.py:smoke", "--config=configs/mnist.py:smoke"],
+     "--config given 2 times"),
 ])
 def test_cli_usage_errors_are_one_line_and_exit_2(tmp_path, args, match):
   out = cli(*args, f"--workdir={tmp_path / 'w'}")

@@ -24,6 +24,7 @@ import jax
 import jax.numpy as jnp
 from jax.scipy.special import logsumexp
 
+from sdrift_jax import costs as costs_lib
 from sdrift_jax.solvers import log as log_engine
 from sdrift_jax.solvers import problem as problem_lib
 from sdrift_jax.solvers.problem import Problem
@@ -36,7 +37,7 @@ FORMS = ("split", "joint")
 #: Older names for a (normalization, form) pair.
 ALIASES = {"two_sided_joint": ("two_sided", "joint")}
 
-_HI = jax.lax.Precision.HIGHEST
+_HI = costs_lib.HIGHEST
 _MIN_ROW_MASS = 1e-12  # floor of a row sum before row normalization
 
 

@@ -24,7 +24,7 @@ __all__ = ["FeatureDrift", "feature_drift", "uncond_weight"]
 
 _MIN_SCALE = 1e-6          # floor of S
 _MIN_UNIT_NORM = 1e-8      # floor of |y - x| in unit-vector drifts
-_HI = jax.lax.Precision.HIGHEST
+_HI = costs_lib.HIGHEST
 _MIN_THETA_SQ = 1e-12      # floor of mean(v^2)
 _MIN_COL_WEIGHT = 1e-6     # floor of the unconditional column weight (weighted_cols)
 _LOG_MIN_KERNEL = math.log(1e-30)  # floor of the kernel averaged over temperatures

@@ -29,7 +29,7 @@ __all__ = ["DriftInfo", "NORMALIZATIONS", "check_options", "compute", "drift_fie
 #: Accepted ``normalization`` names (``'two_sided_joint'``: the two-sided joint form).
 NORMALIZATIONS = couplings.NORMALIZATIONS + tuple(couplings.ALIASES)
 
-_HI = jax.lax.Precision.HIGHEST
+_HI = costs_lib.HIGHEST
 
 
 class DriftInfo(NamedTuple):

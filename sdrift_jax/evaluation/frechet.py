@@ -16,6 +16,8 @@ from typing import Callable, Optional
 
 import numpy as np
 
+__all__ = ["DecodedFID", "frechet_distance", "gaussian_frechet_distance", "import_hook"]
+
 
 def _psd_sqrt(S: np.ndarray) -> np.ndarray:
   w, U = np.linalg.eigh(S)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import numpy as np
 from scipy.spatial.distance import cdist  # SciPy: a dependency of JAX
 
+__all__ = ["knn_precision_recall", "w2_squared"]
+
 
 def _pot():
   try:

@@ -14,6 +14,9 @@ from flax import nnx
 
 from sdrift_jax.models import layers as layers_lib
 
+__all__ = ["check_model_config", "DEFAULT_INIT", "GENERATORS", "make_generator",
+           "MLPGenerator", "MODEL_FIELDS", "ResidualMLPGenerator", "TORCH_LAYER_NORM_EPS"]
+
 class MLPGenerator(nnx.Module):
   """``depth`` x (Linear(hidden) + activation), then Linear(out_dim).
 
@@ -133,6 +136,9 @@ class ResidualMLPGenerator(nnx.Module):
 
 
 GENERATORS = ("mlp", "resmlp", "conv")
+#: ``model.init`` when a config leaves it out, per kind: Flax's initializers for the MLP,
+#: PyTorch's for the reference code's residual MLP (the conv generator has no choice).
+DEFAULT_INIT = {"mlp": "flax", "resmlp": "torch"}
 #: The fields of ``config.model`` each kind reads.
 MODEL_FIELDS = {
     "mlp": {"kind", "noise_dim", "hidden", "depth", "activation", "embed_dim", "omega_dim",
@@ -175,7 +181,7 @@ def make_generator(model_config, out_dim: int, key: jax.Array,
                         depth=model_config.depth, activation=model_config.activation,
                         num_classes=num_classes, embed_dim=model_config.get("embed_dim", 32),
                         omega_dim=int(model_config.get("omega_dim", 0)),
-                        init=model_config.get("init", "flax"), rngs=rngs)
+                        init=model_config.get("init", DEFAULT_INIT["mlp"]), rngs=rngs)
   if kind == "resmlp":
     if num_classes or model_config.get("omega_dim", 0):
       raise ValueError("model.kind='resmlp' is unconditional; use 'mlp' for class labels "
@@ -185,7 +191,7 @@ def make_generator(model_config, out_dim: int, key: jax.Array,
                                 expansion=model_config.get("expansion", 2),
                                 layer_norm=model_config.get("layer_norm", True),
                                 activation=model_config.activation,
-                                init=model_config.get("init", "torch"), res_scale=res_scale,
+                                init=model_config.get("init", DEFAULT_INIT["resmlp"]), res_scale=res_scale,
                                 out_init_std=out_init_std, rngs=rngs)
   if kind == "conv":
     from sdrift_jax.models import pixel as pixel_models  # pylint: disable=g-import-not-at-top

@@ -59,9 +59,8 @@ def depth_to_space(h: jax.Array, scale: int = 2) -> jax.Array:
 class SubPixelUpsample(nnx.Module):
   """Stride-2 upsampling: a 3x3 conv to ``4 * out`` channels, then depth-to-space.
 
-  Used instead of ``nnx.ConvTranspose``, which maps the same shapes but ran 1.8 times
-  slower on the CPU (64 -> 32 channels at 7 x 7, batch 256, forward and backward: 142 ms
-  against 77 ms; ``python -m benchmarks.mnist_conv_cpu``).
+  Used instead of ``nnx.ConvTranspose``, which maps the same shapes but ran slower on
+  the CPU (``python -m benchmarks.mnist_conv_cpu``; docs/performance.md).
   """
 
   def __init__(self, in_features: int, out_features: int, *, rngs: nnx.Rngs):

@@ -20,6 +20,9 @@ from flax import nnx
 
 from sdrift_jax.models import layers
 
+__all__ = ["ConvGenerator", "IMAGE_SHAPE", "mae_loss", "MASK_PATCH", "MaskedConvEncoder",
+           "patch_mask"]
+
 IMAGE_SHAPE = (28, 28, 1)
 MASK_PATCH = 4  # the masked autoencoder hides 4 x 4 pixel patches: a 7 x 7 grid
 

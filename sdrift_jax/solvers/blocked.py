@@ -7,9 +7,8 @@ row blocks and every half-step recomputes each block's costs from ``x`` and ``y`
 * row half-step: per block of ``x``, ``f = log a - logsumexp_j(L + g)`` (a ``lax.map``);
 * column half-step: the same row step on the transposed problem, per block of ``y``,
   ``g = log b - logsumexp_i(L^T + f)``: each tile is reduced along its contiguous axis
-  and no running state is carried (the online column reduction over row tiles, a
-  ``lax.scan`` carrying a (max, sum) pair per column, measured 2.6x slower per entry
-  than a row step at ``N = M = 32768``);
+  and no running state is carried (an online column reduction over row tiles, carrying
+  a (max, sum) pair per column, was slower per entry: docs/notes.md, "Blocked mode");
 * drift: per block of ``x``, ``E @ y / E 1`` with ``E = exp(L + g - max_j(L + g))``.
 
 Past ``SPLIT_COLS_ABOVE`` columns a tile is also cut along ``y`` (blocks of at most
@@ -33,12 +32,12 @@ from sdrift_jax.solvers.problem import Problem, Result
 
 __all__ = ["barycentric_map", "coupling", "small_problem_tile", "solve"]
 
-_HI = jax.lax.Precision.HIGHEST
+_HI = costs_lib.HIGHEST
 
 # Above this many columns the tiles are cut along y too (:func:`_row_scalings_2d`,
 # :func:`_drift_2d`), in blocks of at most MAX_TILE_COLS: a tile of about 1024 rows and its
-# block of y then stay in cache together. At N = M = 65536, d = 64, T = 3 that took the
-# drift from 13.3 to 8.2 ns per entry; up to 32768 whole rows measured the same or faster.
+# block of y then stay in cache together (docs/notes.md, "Blocked mode", for the
+# measurements behind both numbers).
 SPLIT_COLS_ABOVE = 1 << 15
 MAX_TILE_COLS = 1 << 12
 

@@ -12,12 +12,13 @@ import jax
 import jax.numpy as jnp
 from jax.scipy.special import logsumexp
 
+from sdrift_jax import costs as costs_lib
 from sdrift_jax.solvers import problem as problem_lib
 from sdrift_jax.solvers.problem import Problem, Result
 
 __all__ = ["coupling", "col_step", "potentials", "row_step", "sinkhorn_scaling", "solve"]
 
-_HI = jax.lax.Precision.HIGHEST
+_HI = costs_lib.HIGHEST
 
 
 def row_step(logits: jax.Array, g: jax.Array, log_a: jax.Array) -> jax.Array:

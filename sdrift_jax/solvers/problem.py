@@ -138,5 +138,5 @@ def column_error(P: jax.Array, log_a: jax.Array, log_b: jax.Array) -> jax.Array:
   """``[...]``: ``sum_j |sum_i a_i P[i, j] - b_j|`` for a row-stochastic ``P [..., N, M]``
   (``a``, ``b`` normalized)."""
   col = jnp.einsum("...n,...nm->...m", normalized(log_a), P,
-                   precision=jax.lax.Precision.HIGHEST)
+                   precision=costs_lib.HIGHEST)
   return jnp.sum(jnp.abs(col - normalized(log_b)), axis=-1)

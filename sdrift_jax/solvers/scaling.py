@@ -33,6 +33,7 @@ import jax
 import jax.numpy as jnp
 from jax.scipy.special import logsumexp
 
+from sdrift_jax import costs as costs_lib
 from sdrift_jax.solvers import log as log_engine
 from sdrift_jax.solvers import problem as problem_lib
 from sdrift_jax.solvers.problem import Problem, Result
@@ -47,7 +48,7 @@ _TINY_MASS = 1e-25
 # scalings leave the bounds: they are then absorbed without a log-domain step.
 _TINY_SUM = 1e-30
 
-_HI = jax.lax.Precision.HIGHEST
+_HI = costs_lib.HIGHEST
 _ROW_GROUPS = 8  # row blocks of K^T u (see _rmatvec) ...
 GROUPED_MIN_ENTRIES = 2**21  # ... for problems of at least this many entries
 
@@ -64,9 +65,8 @@ def _matvec(K, v):
 def _rmatvec(K, u):
   """``K^T u`` per batch. For problems of at least ``GROUPED_MIN_ENTRIES`` entries,
   taken as ``_ROW_GROUPS`` partial products over blocks of rows (a batched product, then
-  a sum of a few rows), which XLA:CPU runs at the speed of ``K v``: one product over all
-  rows ran 1.3-1.6x slower at ``N = M = 2048-4096``, while on small batched problems
-  (8 x 256 x 256) the blocks were 1.8x slower (docs/performance.md)."""
+  a sum of a few rows), which XLA:CPU runs at the speed of ``K v``; below that size one
+  product over all rows is faster (measurements: docs/notes.md)."""
   bsz, n, m = K.shape
   if n % _ROW_GROUPS or n * m < GROUPED_MIN_ENTRIES:
     return jnp.einsum("bnm,bn->bm", K, u, precision=_HI)
@@ -100,7 +100,7 @@ def _scaled_kernel(logits, log_a, log_b, T, bound, exact_sum):
   # Row stabilizer: every row of K has its largest entry at most a_i (equal to it for
   # uniform b), so the first row step (u = a / K 1) already runs in the scaling domain.
   # max(logits) + max(g) bounds max(logits + g) without a pass over their sum, for which
-  # XLA:CPU materialized an N x M broadcast of g (with uniform weights, 13 ms at 4096).
+  # XLA:CPU materialized an N x M broadcast of g.
   g = log_b
   f = log_a - jnp.max(logits, axis=2) - jnp.max(g, axis=1, keepdims=True)
   ones_u, ones_v = jnp.ones_like(a), jnp.ones_like(b)
@@ -175,8 +175,8 @@ def _coupling(logits, log_a, log_b, T, bound, exact_sum):
 
 def _one_sided_barycenter(logits, log_a, log_b, y, with_col_mass):
   """``T = 1``: the row softmax and its product with ``y``. Written as a softmax followed
-  by a product, XLA's CPU backend fuses the whole drift into one kernel; the unnormalized
-  form ``E @ y / E 1`` measured up to 3x slower at ``N = M = 4096``, ``d = 2``."""
+  by a product, XLA's CPU backend fuses the whole drift into one kernel, which the
+  unnormalized form ``E @ y / E 1`` did not (docs/notes.md)."""
   P = jax.nn.softmax(logits + log_b[:, None, :], axis=2)
   col = (jnp.einsum("bn,bnm->bm", jnp.exp(log_a), P, precision=_HI) if with_col_mass
          else jnp.zeros_like(log_b))

@@ -20,6 +20,10 @@ import numpy as np
 from sdrift_jax.evaluation import frechet as frechet_lib
 from sdrift_jax.evaluation import metrics as metrics_lib
 
+__all__ = ["class_accuracy", "decoded_fid", "default_evaluators", "embedded_frechet",
+           "EvalContext", "evaluate", "Evaluator", "frechet", "log_text",
+           "marginal_errors", "Metric", "precision_recall", "w2", "w2_per_seed"]
+
 
 @dataclasses.dataclass(frozen=True)
 class Metric:

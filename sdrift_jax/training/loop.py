@@ -24,6 +24,8 @@ from sdrift_jax.training import trainer as trainer_lib
 from sdrift_jax.training import writers
 from sdrift_jax.training.problem import Problem
 
+__all__ = ["check_train_config", "NonFiniteLossError", "train_generator"]
+
 log = logging.getLogger("sdrift_jax")
 
 

@@ -12,6 +12,8 @@ import jax
 from jax.sharding import NamedSharding, PartitionSpec
 import jax.numpy as jnp
 
+__all__ = ["constrain", "make_mesh", "place_table", "replicated"]
+
 def make_mesh(parallel_config, groups: int, batch: int):
   """``(mesh, spec)`` for ``config.parallel``, or ``(None, None)`` on one device.
 
@@ -68,21 +70,19 @@ def place_table(table, mesh, batch_spec):
   arrays, rows sharded like the batch (class axis per group, row axis globally), each
   process reading only its devices' blocks. Placed once per layout and kept on the table,
   so every run of a sweep shares it."""
+  per_group = mesh is not None and batch_spec[0] is not None
   if mesh is None:
     sharding = None
   else:
-    per_group = batch_spec[0] is not None
     sharding = NamedSharding(mesh, PartitionSpec("data", None, None) if per_group
                              else PartitionSpec(None, "data", None))
-  if sharding not in table.placed:
+
+  def build():
     if sharding is None:
       shape = table.shape()
-      table.placed[None] = (jnp.asarray(table.read((slice(None),) * 3, shape)),
-                            jnp.asarray(table.counts))
-    else:
-      shape = table.shape(1 if per_group else mesh.devices.size)
-      rows = jax.make_array_from_callback(shape, sharding,
-                                          lambda index: table.read(index, shape))
-      counts = jax.device_put(table.counts, replicated(mesh))
-      table.placed[sharding] = (rows, counts)
-  return table.placed[sharding]
+      return (jnp.asarray(table.read((slice(None),) * 3, shape)), jnp.asarray(table.counts))
+    shape = table.shape(1 if per_group else mesh.devices.size)
+    rows = jax.make_array_from_callback(shape, sharding, lambda index: table.read(index, shape))
+    return rows, jax.device_put(table.counts, replicated(mesh))
+
+  return table.placed_on(sharding, build)

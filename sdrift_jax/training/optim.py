@@ -6,6 +6,8 @@ import jax
 import jax.numpy as jnp
 import optax
 
+__all__ = ["decay_steps", "make_optimizer", "make_schedule", "SCHEDULES"]
+
 SCHEDULES = ("constant", "cosine", "warmup_constant")
 
 

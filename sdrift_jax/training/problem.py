@@ -9,6 +9,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+__all__ = ["class_conditional_problem", "PositiveTable", "Problem", "sample_from_table",
+           "sample_unconditional"]
+
 
 @dataclasses.dataclass(frozen=True)
 class Problem:
@@ -80,7 +83,15 @@ class PositiveTable:
       raise ValueError(f"ragged data dimensions over classes: {sorted(dims)}")
     self.dim = dims.pop()
     self.rows_read = 0  # how many data rows this process has read (tests, logs)
-    self.placed = {}  # sharding (None: one device) -> (rows, counts), reused by a sweep
+    self._placed = {}  # sharding (None: one device) -> (rows, counts), reused by a sweep
+
+  def placed_on(self, sharding, build):
+    """The table's device arrays ``(rows, counts)`` for ``sharding`` (None: one
+    device): ``build()`` the first time, the same arrays afterwards, so that every run
+    of a sweep shares one placement. The table's only state."""
+    if sharding not in self._placed:
+      self._placed[sharding] = build()
+    return self._placed[sharding]
 
   def shape(self, row_multiple: int = 1) -> tuple[int, int, int]:
     rows = -(-int(self.counts.max()) // row_multiple) * row_multiple

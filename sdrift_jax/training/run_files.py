@@ -10,7 +10,11 @@ import os
 import jax
 
 from sdrift_jax.training import workdir as workdir_lib
+from sdrift_jax.models import generators
 from sdrift_jax.training import objectives
+
+__all__ = ["FIELDS_WITH_FORMER_DEFAULTS", "NOT_COMPARED", "read_metrics", "run_seconds",
+           "write_config", "write_report"]
 
 log = logging.getLogger("sdrift_jax")
 
@@ -18,7 +22,7 @@ log = logging.getLogger("sdrift_jax")
 #: what those runs computed: a ``config.json`` that lacks one compares as holding it.
 FIELDS_WITH_FORMER_DEFAULTS = {"train.ema_decay": 0.0, "model.res_scale": 1.0,
                                "model.out_init_std": 0.0, "model.omega_dim": 0,
-                               "model.init": "flax", "drift.relative_tau": False,
+                               "drift.relative_tau": False,
                                "optim.decay_steps": 0, **objectives.FORMER_DEFAULTS}
 
 #: Keys that do not change what a run computes: ``train.steps`` (a finished run may be
@@ -66,8 +70,13 @@ def write_config(config, workdir: str) -> None:
         raise ValueError(f"{path} is not valid JSON ({e}); restore it or use another "
                          "--workdir") from None
     new = _flatten(json.loads(text))
-    old = {**{k: v for k, v in FIELDS_WITH_FORMER_DEFAULTS.items() if k in new},
-           **_flatten(written)}
+    written_flat = _flatten(written)
+    former = dict(FIELDS_WITH_FORMER_DEFAULTS)
+    # model.init: a run written without it used its kind's default.
+    kind_default = generators.DEFAULT_INIT.get(written_flat.get("model.kind"))
+    if kind_default is not None:
+      former["model.init"] = kind_default
+    old = {**{k: v for k, v in former.items() if k in new}, **written_flat}
     if old.get("optim.schedule") == "cosine" and old.get("train.steps") != new.get(
         "train.steps") and not int(config.optim.get("decay_steps", 0)):
       raise ValueError(

@@ -32,6 +32,9 @@ from sdrift_jax.training import objectives
 from sdrift_jax.training import optim
 from sdrift_jax.training.problem import Problem, sample_unconditional
 
+__all__ = ["clear_shared_trainers", "over_seeds", "shared_trainer", "Trainer",
+           "TrainState"]
+
 
 @jax.tree_util.register_pytree_with_keys_class
 @dataclasses.dataclass(frozen=True)
@@ -233,7 +236,7 @@ class Trainer:
         if e is not None:
           e = optax.incremental_update(p, e, 1.0 - self.ema_decay)
         return (p, o, e), m
-      if length == 1:  # no loop: convolutions inside one run ~7x slower on the CPU
+      if length == 1:  # no loop: convolutions inside a scan run slower on the CPU (docs)
         carry, m = body((params, opt_state, ema), 0)
         return carry, jax.tree.map(lambda v: v[None], m)
       return jax.lax.scan(body, (params, opt_state, ema), jnp.arange(length))

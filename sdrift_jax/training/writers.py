@@ -20,6 +20,9 @@ import numpy as np
 
 from sdrift_jax.training import workdir as workdir_lib
 
+__all__ = ["create_writer", "JsonlWriter", "MetricWriter", "MultiWriter",
+           "TENSORBOARD_DIR", "tensorboard_enabled", "TensorBoardWriter", "write_figure"]
+
 log = logging.getLogger("sdrift_jax")
 
 TENSORBOARD_DIR = "tensorboard"
