@@ -13,7 +13,7 @@ import jax.numpy as jnp
 __all__ = ["block_rows", "canonical_cost", "COST_ALIASES", "COSTS", "DIRECT_MAX_DIM",
            "HIGHEST", "mean_cost", "pairwise_cost", "row_constant", "row_shifted_logits",
            "shifted_logits", "shifts_rows", "squared_distances", "summed_cost",
-           "TILE_ENTRIES"]
+           "tile_entries", "TILE_ENTRIES"]
 
 #: The precision of every product of the drift and its costs: at small tau an error in a
 #: cost is amplified by 1 / tau, and GPUs would otherwise use TF32 for float32 matmuls.
@@ -139,11 +139,18 @@ def pairwise_cost(x: jax.Array, y: jax.Array, cost: str = "sqeuclidean") -> jax.
 # between calls instead of mapping fresh pages that fault in every time: at N = M = 65536,
 # d = 64, T = 3, 2^24-entry tiles took 177 s (151 s of it in the kernel), 2^22 65 s.
 TILE_ENTRIES = 1 << 22
-def block_rows(n: int, m: int, tile_entries: int | None = None) -> int:
-  """Rows per block so that a ``[block, m]`` tile has about ``tile_entries`` entries
-  (default :data:`TILE_ENTRIES`)."""
-  tile_entries = TILE_ENTRIES if tile_entries is None else tile_entries
-  return int(max(1, min(n, tile_entries // max(m, 1))))
+def tile_entries(n: int, m: int) -> int:
+  """Entries per tile of an ``n x m`` problem: :data:`TILE_ENTRIES`, or an eighth of the
+  problem when that is smaller, so that a small problem is not computed as one tile the
+  size of its whole matrix (memory linear in ``n + m`` at every size)."""
+  return int(max(m, min(TILE_ENTRIES, (n * m) // 8)))
+
+
+def block_rows(n: int, m: int, entries: int | None = None) -> int:
+  """Rows per block so that a ``[block, m]`` tile has about ``entries`` entries
+  (default :func:`tile_entries`)."""
+  entries = tile_entries(n, m) if entries is None else entries
+  return int(max(1, min(n, entries // max(m, 1))))
 
 
 def summed_cost(x, y, cost, mask_diagonal=False):

@@ -30,7 +30,7 @@ from sdrift_jax import costs as costs_lib
 from sdrift_jax.costs import TILE_ENTRIES, block_rows
 from sdrift_jax.solvers.problem import Problem, Result
 
-__all__ = ["barycentric_map", "coupling", "small_problem_tile", "solve"]
+__all__ = ["barycentric_map", "coupling", "solve"]
 
 _HI = costs_lib.HIGHEST
 
@@ -259,13 +259,6 @@ def barycentric_map(x, y, log_a, log_b, tau, T: int, cost: str, mask_diagonal: b
   return _solve(x, y, log_a, log_b, tau, T, cost, mask_diagonal, block, with_col_error)[:2]
 
 
-def small_problem_tile(n: int, m: int) -> int:
-  """Entries per tile: :data:`TILE_ENTRIES`, or an eighth of the problem when that is
-  smaller, so that a small problem is not computed as one tile the size of its whole
-  matrix (memory linear in ``N + M`` at every size)."""
-  return int(max(m, min(TILE_ENTRIES, (n * m) // 8)))
-
-
 def solve(problem: Problem, T: int, y=None, *, with_error: bool = False) -> Result:
   """``T`` half-steps over row tiles, costs recomputed from the problem's points (the
   contract: :mod:`sdrift_jax.solvers.problem`). ``y`` ``[..., M, k]``: the values the
@@ -274,7 +267,7 @@ def solve(problem: Problem, T: int, y=None, *, with_error: bool = False) -> Resu
     raise ValueError("algorithm='blocked' recomputes costs from points and never holds an "
                      "N x M matrix: it needs a point problem (Problem.points), not logits")
   n, m = problem.shape
-  block = block_rows(n, m, small_problem_tile(n, m))
+  block = block_rows(n, m)
   batch = problem.batch_shape
   values = problem.y[..., :1] * 0 if y is None else jnp.broadcast_to(y, batch + y.shape[-2:])
 
