@@ -30,7 +30,7 @@ def cli(*args, env=None, timeout=180):
 
 
 HOLD_SCRIPT = ("import sys, time\n"
-               "from sdrift_jax import workdir\n"
+               "from sdrift_jax.training import workdir\n"
                "with workdir.hold(sys.argv[1]):\n"
                "  print('held', flush=True)\n"
                "  time.sleep(600)\n")
