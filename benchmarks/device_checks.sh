@@ -63,8 +63,8 @@ print('jax', jax.__version__, 'flax', flax.__version__, 'optax', optax.__version
         --Ts 1 31 --repeats 10 --ott-precision default
       ;;
     tests)
-      stage tests 100 $PY -m pytest -v -p no:randomly tests/test_fast_paths.py \
-        tests/test_blocked.py tests/test_drift.py
+      stage tests 100 $PY -m pytest -v -p no:randomly tests/solvers/test_fast_paths.py \
+        tests/solvers/test_blocked.py tests/drift/test_field.py
       ;;
   esac
 done

@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-import numpy_reference
+from tests.references import numpy_reference
 from sdrift_jax import costs as costs_lib
 
 # ott-jax imports jaxopt, which warns about its own deprecation on import.

@@ -10,7 +10,8 @@ import numpy as np
 
 from experiments import config_lib
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TESTS = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(TESTS)
 if ROOT not in sys.path:  # experiments/ and configs/ run from the checkout
   sys.path.insert(0, ROOT)
 
