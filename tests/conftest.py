@@ -46,3 +46,11 @@ def _release_compiled_programs():
   from sdrift_jax.training import trainer  # pylint: disable=g-import-not-at-top
   trainer.clear_shared_trainers()
   jax.clear_caches()
+
+
+def log_coupling(logits, log_a, log_b, T):
+  """The plain log-domain engine's row-normalized coupling: the reference the other
+  engines are compared with."""
+  from sdrift_jax.solvers import log as log_engine  # pylint: disable=g-import-not-at-top
+  from sdrift_jax.solvers.problem import Problem  # pylint: disable=g-import-not-at-top
+  return log_engine.coupling(Problem.dense(logits, log_a, log_b), T)

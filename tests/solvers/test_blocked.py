@@ -8,6 +8,7 @@ import pytest
 from tests.references import numpy_reference as ref
 from tests.conftest import clouds
 from sdrift_jax import DriftSpec, drift_field, drift_field_with_info
+from sdrift_jax import costs as costs_lib
 from sdrift_jax.solvers import blocked
 from sdrift_jax.solvers import select as drift_spec
 
@@ -142,7 +143,7 @@ def test_auto_threshold_is_the_dense_matrices_bytes(monkeypatch, itemsize):
 def test_blocked_memory_does_not_grow_with_n_times_m(monkeypatch):
   # XLA's own accounting of the compiled program: the dense path needs several N x M
   # buffers, the blocked one a [block, M] tile and O((N + M) d) vectors.
-  monkeypatch.setattr(blocked, "TILE_ENTRIES", 1 << 16)
+  monkeypatch.setattr(costs_lib, "TILE_ENTRIES", 1 << 16)
   n, d = 4096, 8
   x = jax.ShapeDtypeStruct((n, d), jnp.float32)
   nm_bytes = n * n * 4

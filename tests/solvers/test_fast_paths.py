@@ -11,19 +11,12 @@ import numpy as np
 import pytest
 
 from tests.references import numpy_reference as ref
-from tests.conftest import clouds, logit_problem
+from tests.conftest import clouds, log_coupling, logit_problem
 from sdrift_jax import drift_field, drift_field_with_info
 from sdrift_jax.solvers import blocked
 from sdrift_jax.solvers import scaling as stabilized
 from sdrift_jax import costs as costs_lib
 from sdrift_jax.drift import field as drift_lib
-from sdrift_jax.solvers import log as log_engine
-from sdrift_jax.solvers.problem import Problem
-
-
-def log_coupling(logits, log_a, log_b, T):
-  """The plain log-domain engine's row-normalized coupling: the reference of the others."""
-  return log_engine.coupling(Problem.dense(logits, log_a, log_b), T)
 
 
 def rel_err(a, b):
