@@ -1,3 +1,6 @@
+import os
+import shutil
+import tempfile
 import warnings
 
 import jax
@@ -10,6 +13,24 @@ from sdrift_jax import costs as costs_lib
 
 # ott-jax imports jaxopt, which warns about its own deprecation on import.
 warnings.filterwarnings("ignore", category=DeprecationWarning, module="jaxopt")
+
+# One persistent compilation cache for the run, shared through the environment with the
+# processes the tests start (pytest-xdist workers, CLI runs, killed and resumed runs,
+# multi-device scripts): a program that took more than 0.2 s to compile is read from
+# disk when it comes again. Created by the first process (the xdist controller),
+# removed by it at the end; a cache directory given by the caller is kept.
+_OWN_CACHE = "JAX_COMPILATION_CACHE_DIR" not in os.environ
+if _OWN_CACHE:
+  os.environ["JAX_COMPILATION_CACHE_DIR"] = tempfile.mkdtemp(prefix="sdrift_jax_tests_xla_")
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.2")
+jax.config.update("jax_compilation_cache_dir", os.environ["JAX_COMPILATION_CACHE_DIR"])
+jax.config.update("jax_persistent_cache_min_compile_time_secs",
+                  float(os.environ["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"]))
+
+
+def pytest_sessionfinish(session):
+  if _OWN_CACHE and not hasattr(session.config, "workerinput"):
+    shutil.rmtree(os.environ["JAX_COMPILATION_CACHE_DIR"], ignore_errors=True)
 
 
 def clouds(seed, n=40, m=30, d=3, shift=0.5, scale=1.0):
