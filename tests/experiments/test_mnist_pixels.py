@@ -33,11 +33,16 @@ def test_smoke_pipeline_writes_table_and_grids_and_resumes_exactly(tmp_path):
   assert summary["feature_sets"] == 16
   # Interrupted after 2 of 4 steps, then resumed: the same samples and metrics.
   # (Sinkhorn only: the baseline's resume takes the same code path.)
+  # (The helper networks come from the first run's cache: the resume is the generator's.)
   parts = tmp_path / "parts"
-  experiments.run_experiment(load("mnist_pixels.py", "smoke,steps=2,methods=('sinkhorn',)"),
-                             str(parts))
-  resumed = experiments.run_experiment(
-      load("mnist_pixels.py", "smoke,methods=('sinkhorn',)"), str(parts))
+
+  def sinkhorn_only(variant):
+    config = load("mnist_pixels.py", variant)
+    config.mnist.cache_dir = str(whole / "cache")
+    return config
+  experiments.run_experiment(sinkhorn_only("smoke,steps=2,methods=('sinkhorn',)"), str(parts))
+  resumed = experiments.run_experiment(sinkhorn_only("smoke,methods=('sinkhorn',)"),
+                                       str(parts))
   assert len(resumed) == 1
   for a, b in zip(results[1:], resumed):
     np.testing.assert_array_equal(np.load(a["grid_array"]), np.load(b["grid_array"]))
