@@ -15,6 +15,7 @@ from tests.conftest import clouds, log_coupling, logit_problem
 from sdrift_jax import drift_field, drift_field_with_info
 from sdrift_jax.solvers import blocked
 from sdrift_jax.solvers import scaling as stabilized
+from sdrift_jax.solvers import scaling_kernel
 from sdrift_jax import costs as costs_lib
 from sdrift_jax.drift import field as drift_lib
 
@@ -64,7 +65,7 @@ def test_barycentric_map_under_forced_absorption(T):
 def test_barycentric_map_row_fallback(monkeypatch):
   # Every row counted as "no mass" sends the drift through the softmax from the logits.
   x, y, _, logits, log_a, log_b = logit_problem(4, 30, 20, 2, 1e-3)
-  monkeypatch.setattr(stabilized, "_TINY_MASS", np.inf)
+  monkeypatch.setattr(scaling_kernel, "_TINY_MASS", np.inf)
   fn = jax.jit(lambda l: stabilized.barycentric_map(l, log_a, log_b, jnp.asarray(y), 9,
                                                     with_col_mass=True))
   Py, col = fn(logits)

@@ -10,6 +10,7 @@ from tests.references import numpy_reference as ref
 from tests.conftest import clouds, log_coupling, logit_problem
 from sdrift_jax import DriftSpec, drift_field
 from sdrift_jax.solvers import scaling as stabilized
+from sdrift_jax.solvers import scaling_kernel
 from sdrift_jax.drift import field as drift_lib
 
 
@@ -66,7 +67,7 @@ def test_coupling_row_fallback_matches_float64(monkeypatch):
   rng = np.random.default_rng(13)
   a, b = rng.uniform(0.5, 1.5, 30), rng.uniform(0.5, 1.5, 20)
   a, b = a / a.sum(), b / b.sum()
-  monkeypatch.setattr(stabilized, "_TINY_MASS", np.inf)
+  monkeypatch.setattr(scaling_kernel, "_TINY_MASS", np.inf)
   P = stabilized.row_normalized_coupling(logits, jnp.log(jnp.asarray(a, jnp.float32)),
                                          jnp.log(jnp.asarray(b, jnp.float32)), 9)
   L64 = np.asarray(logits, np.float64)
@@ -184,7 +185,7 @@ def test_concrete_weights_inside_jit_keep_the_scaling_domain(monkeypatch):
 def grouped_column_sums(monkeypatch):
   # K^T u as a sum over 8 blocks of rows at every size (the default starts at 2^21
   # entries); read when tracing, so no program from before may be reused.
-  monkeypatch.setattr(stabilized, "GROUPED_MIN_ENTRIES", 0)
+  monkeypatch.setattr(scaling_kernel, "GROUPED_MIN_ENTRIES", 0)
   jax.clear_caches()
   yield
   jax.clear_caches()
