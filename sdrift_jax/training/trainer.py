@@ -32,8 +32,7 @@ from sdrift_jax.training import objectives
 from sdrift_jax.training import optim
 from sdrift_jax.training.problem import Problem, sample_unconditional
 
-__all__ = ["clear_shared_trainers", "over_seeds", "shared_trainer", "Trainer",
-           "TrainState"]
+__all__ = ["Trainer", "TrainState", "clear_shared_trainers", "over_seeds", "shared_trainer"]
 
 
 @jax.tree_util.register_pytree_with_keys_class
