@@ -30,7 +30,7 @@ jax.config.update("jax_persistent_cache_min_compile_time_secs",
 
 #: The float64 grids (test function -> k): every k-th case stays in the quick subset, the
 #: others are marked ``grid``. CI runs them all; the quick subset is
-#: ``-m "not slow and not heavy and not grid"``.
+#: ``-m "not slow and not heavy and not grid and not long"``.
 GRIDS = {
     "test_matches_numpy_reference": 12,
     "test_matches_float64_numpy": 6,

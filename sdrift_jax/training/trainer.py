@@ -14,9 +14,7 @@ settings of a sweep that differ only in ``tau`` share one program
 from __future__ import annotations
 
 import collections
-import dataclasses
 import json
-from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -31,43 +29,9 @@ from sdrift_jax.training import mesh as mesh_lib
 from sdrift_jax.training import objectives
 from sdrift_jax.training import optim
 from sdrift_jax.training.problem import Problem, sample_unconditional
+from sdrift_jax.training.state import TrainState, over_seeds
 
 __all__ = ["Trainer", "TrainState", "clear_shared_trainers", "over_seeds", "shared_trainer"]
-
-
-@jax.tree_util.register_pytree_with_keys_class
-@dataclasses.dataclass(frozen=True)
-class TrainState:
-  """Parameters, optimizer state and (optionally) the EMA of the parameters.
-
-  Attributes:
-    params: the generator parameters, leading seed axis ``[S, ...]``.
-    opt_state: the optimizer state, leading seed axis.
-    step: int32 scalar, the number of optimizer steps taken (shared by all seeds).
-    ema: ``None`` when ``train.ema_decay`` is 0, else the exponential moving average of
-      ``params`` (same tree).
-
-  A pytree whose children are the fields that are not ``None``: without an EMA it
-  flattens, and so checkpoints, exactly as the three-field state did before the EMA
-  existed, so those checkpoints still restore.
-  """
-  params: Any
-  opt_state: Any
-  step: jax.Array
-  ema: Any = None
-
-  def _fields(self) -> tuple[str, ...]:
-    return ("params", "opt_state", "step") + (() if self.ema is None else ("ema",))
-
-  def tree_flatten_with_keys(self):
-    return [(jax.tree_util.GetAttrKey(n), getattr(self, n)) for n in self._fields()], None
-
-  def tree_flatten(self):
-    return [getattr(self, n) for n in self._fields()], None
-
-  @classmethod
-  def tree_unflatten(cls, _, children):
-    return cls(*children)
 
 
 class Trainer:
@@ -294,22 +258,6 @@ class Trainer:
   @property
   def evaluators(self) -> tuple:
     return evaluators.default_evaluators() + tuple(self.problem.evaluators)
-
-
-def over_seeds(fn, in_axes, num_seeds: int):
-  """``jax.vmap(fn, in_axes)`` over the leading seed axis; for one seed, ``fn`` on the
-  arrays with that axis dropped, its outputs given it back. The same values, but a
-  convolution stays a plain convolution (vmapped over its weights, XLA makes it a
-  grouped one): the pixel generator's step took 0.99 s vmapped against 0.89 s
-  (``python -m benchmarks.pixel_step_cpu``)."""
-  if num_seeds != 1:
-    return jax.vmap(fn, in_axes=in_axes)
-
-  def single(*args):
-    args = [a if ax is None else jax.tree.map(lambda v: v[0], a)
-            for a, ax in zip(args, in_axes)]
-    return jax.tree.map(lambda v: v[None], fn(*args))
-  return single
 
 
 #: Trainers by problem and static config, so that the settings of a sweep that differ only

@@ -91,6 +91,7 @@ def test_matches_float64_numpy(normalization, cost, mask_self, weighted):
 
 
 @pytest.mark.parametrize("normalization", NORMALIZATIONS)
+@pytest.mark.long
 def test_multi_temperature_is_rms_normalized_sum(normalization):
   x, y_pos, y_neg = clouds(6)
   taus = [0.2, 0.5, 2.0]
@@ -191,6 +192,7 @@ def test_marginal_errors_are_float64_column_errors(normalization, T, weighted):
   np.testing.assert_allclose(info.marginal_error_neg, want_neg, rtol=1e-4)
 
 
+@pytest.mark.long
 def test_marginal_error_shrinks_with_T():
   x, y_pos, y_neg = clouds(13)
   errs = [float(drift_field_with_info(x, y_pos, y_neg, 0.5, T=T).marginal_error_pos)
@@ -206,6 +208,7 @@ def test_marginal_error_shrinks_with_T():
     np.testing.assert_allclose(info.marginal_error_neg[i], want_neg, rtol=1e-4)
 
 
+@pytest.mark.long
 def test_jit_and_vmap_friendly():
   xs = np.stack([clouds(s)[0] for s in range(3)])
   _, y_pos, y_neg = clouds(0)
@@ -368,6 +371,7 @@ def test_float64_weights_with_float32_inputs_and_x64_enabled():
     np.testing.assert_allclose(info.drift, want.drift, rtol=1e-6, atol=1e-7)
 
 
+@pytest.mark.long
 def test_defaults_and_options_reach_both_entry_points():
   """drift_field and drift_field_with_info: the default T is 41 (20 full iterations and
   the row normalization, not 21), and algorithm and relative_tau are passed on."""

@@ -129,6 +129,7 @@ def test_post_guidance_with_aggregate_kernels():
                  feature_drift_np(x, y, yu, **kw)["drift"]) < RTOL
 
 
+@pytest.mark.long
 def test_high_dimension_matmul_costs():
   """C > 16 takes the matmul expansion of the distances; self distances stay exactly 0."""
   x, y, yu = sets(4, C=40, L=2)
@@ -202,6 +203,7 @@ def test_guidance_moves_the_drift_away_from_unconditional_samples():
   assert toward[0] > toward[1] > toward[2]
 
 
+@pytest.mark.long
 def test_weighted_cols_never_infeasible_and_none_is_refused():
   x, y, yu = sets(10)
   for omega in (1.0, 0.5):
@@ -235,6 +237,7 @@ def test_uncond_weight_formula():
 # -- paths, transforms, gradients -------------------------------------------------------
 
 @pytest.mark.parametrize("tau,tol", [(0.002, 5e-5), (0.05, RTOL), (1.0, RTOL)])
+@pytest.mark.long
 def test_scaling_path_and_log_domain_match_float64(tau, tol):
   """The scaling-domain Sinkhorn (default) and the plain log domain against float64, CFG
   weights traced inside jit included. At tau = 0.002 of the mean distance the logits
@@ -267,6 +270,7 @@ def test_vmap_over_classes_and_traced_omega():
     assert rel_err(got[c], want) < RTOL
 
 
+@pytest.mark.long
 def test_loss_gradient_is_the_drift():
   """d loss / d x = -2 V / (N L C S): gradients flow through x / S only."""
   x, y, yu = sets(13)
@@ -276,6 +280,7 @@ def test_loss_gradient_is_the_drift():
   np.testing.assert_allclose(g, -2 * out.drift / (x.size * out.scale), rtol=1e-5, atol=1e-9)
 
 
+@pytest.mark.long
 def test_loss_of_2d_input_and_feature_sets_sum():
   x, y, yu = sets(14, L=1)
   x2, y2 = x[:, 0], y[:, 0]
@@ -295,6 +300,7 @@ def test_loss_of_2d_input_and_feature_sets_sum():
     feature_sets_loss({"a": x}, {"b": y}, tau=0.05)
 
 
+@pytest.mark.long
 def test_feature_sets_loss_passes_each_sets_unconditional_negatives():
   x, y, yu = sets(19, L=4, C=3)
   xb, yb, yub = sets(20, L=1, C=2)
@@ -330,6 +336,7 @@ def test_feature_inputs_are_checked_and_lists_accepted():
   np.testing.assert_array_equal(from_lists.drift, feature_drift(x, y, tau=0.05).drift)
 
 
+@pytest.mark.long
 def test_omega_must_be_a_real_scalar_defaults_to_one_and_integers_are_accepted():
   x, y, yu = sets(22)
   for bad in (np.array([2.0]), 2j, True):
@@ -342,6 +349,7 @@ def test_omega_must_be_a_real_scalar_defaults_to_one_and_integers_are_accepted()
 
 
 @pytest.mark.parametrize("form", ["split", "joint"])
+@pytest.mark.long
 def test_marginal_errors_are_means_over_locations(form):
   """L identical locations give each location the one-location coupling, so the
   marginal errors (a mean over locations of per-location L1 errors) equal the L = 1
@@ -430,6 +438,7 @@ def test_smallest_accepted_sets_and_empty_unconditional_negatives():
     feature_drift(x, y[:0], tau=0.05)
 
 
+@pytest.mark.long
 def test_inputs_promote_to_a_common_dtype_under_x64():
   x, y, yu = sets(25)
   with jax.enable_x64(True):
@@ -465,6 +474,7 @@ def test_float64_inputs_match_the_float64_reference_closely(kw):
   assert rel_err(got.drift, want["drift"]) < 1e-12
 
 
+@pytest.mark.long
 def test_relative_tau_drift_field_equals_feature_drift():
   """drift_field(relative_tau=True) is the scale-free drift with L = 1, in data units."""
   rng = np.random.default_rng(16)

@@ -33,6 +33,7 @@ def test_cost_aliases_are_stored_canonical():
 
 @pytest.mark.parametrize("normalization", ["sinkhorn", "one_sided", "two_sided",
                                            "two_sided_joint"])
+@pytest.mark.long
 def test_spec_call_is_drift_field_bit_for_bit(normalization):
   rng = np.random.default_rng(0)
   x = rng.normal(size=(40, 3)).astype(np.float32)
@@ -119,6 +120,7 @@ def test_from_config_reads_algorithm_and_relative_tau():
   assert (spec.algorithm, spec.relative_tau, spec.copies) == ("log", True, 1)
 
 
+@pytest.mark.long
 def test_every_argument_reaches_the_drift():
   """spec(...) and spec.with_info(...) pass y_neg, each weight and check_finite on: the
   same values as drift_field with them, which differ from the drift without each."""

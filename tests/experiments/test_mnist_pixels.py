@@ -54,6 +54,7 @@ def _space_config():
   return c.features
 
 
+@pytest.mark.long
 def test_feature_function_makes_the_configured_sets():
   enc = pixel_models.MaskedConvEncoder((4, 8, 16), rngs=nnx.Rngs(0))
   graph, params = nnx.split(enc)

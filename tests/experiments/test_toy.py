@@ -75,6 +75,7 @@ def test_bad_configs_fail_with_a_clear_message(tmp_path, arg, match):
   assert not glob.glob(str(tmp_path / "**" / "checkpoints"), recursive=True)
 
 
+@pytest.mark.long
 def test_toy_reference_sinkhorn_run_trains_unmasked(tmp_path, monkeypatch):
   trained = []
 

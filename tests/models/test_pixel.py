@@ -15,6 +15,7 @@ def _generator(**kw):
   return pixel_models.ConvGenerator(6, width=8, rngs=nnx.Rngs(0), **kw)
 
 
+@pytest.mark.long
 def test_generator_maps_noise_to_flat_images_in_unit_range():
   g = _generator(num_classes=10, embed_dim=4, omega_dim=4)
   eps = jax.random.normal(jax.random.key(1), (5, 6))
@@ -26,6 +27,7 @@ def test_generator_maps_noise_to_flat_images_in_unit_range():
   assert not np.allclose(x, g(eps, jnp.arange(5), jnp.full((5,), 3.0)))
 
 
+@pytest.mark.long
 def test_generator_refuses_missing_conditioning():
   with pytest.raises(ValueError, match="pass labels"):
     _generator(num_classes=10)(jnp.zeros((2, 6)))
@@ -35,6 +37,7 @@ def test_generator_refuses_missing_conditioning():
     pixel_models.ConvGenerator(6, width=6, rngs=nnx.Rngs(0))
 
 
+@pytest.mark.long
 def test_make_generator_builds_the_conv_kind_and_refuses_what_it_ignores():
   mc = ml_collections.ConfigDict(dict(kind="conv", noise_dim=6, width=8, activation="silu",
                                       embed_dim=4, omega_dim=0))
@@ -47,6 +50,7 @@ def test_make_generator_builds_the_conv_kind_and_refuses_what_it_ignores():
     models.make_generator(mc, 784, jax.random.key(0))
 
 
+@pytest.mark.long
 def test_encoder_feature_maps_have_three_stages():
   enc = pixel_models.MaskedConvEncoder((4, 8, 16), rngs=nnx.Rngs(0))
   x = jax.random.uniform(jax.random.key(0), (3, 28, 28, 1))
@@ -72,6 +76,7 @@ def test_patch_mask_hides_whole_patches_at_a_share_up_to_the_maximum():
   assert share.max() <= 0.9 and share.min() < 0.05
 
 
+@pytest.mark.long
 def test_mae_loss_weights_hidden_pixels_and_trains():
   enc = pixel_models.MaskedConvEncoder((4, 8, 8), rngs=nnx.Rngs(0))
   graph, params = nnx.split(enc)

@@ -53,6 +53,7 @@ def test_barycentric_map_equals_coupling_product(n, m, d, tau_rel, T):
 
 
 @pytest.mark.parametrize("T", [2, 5, 41])
+@pytest.mark.long
 def test_barycentric_map_under_forced_absorption(T):
   x, y, _, logits, log_a, log_b = logit_problem(3, 50, 40, 2, 0.02)
   plain = np.asarray(log_coupling(logits, log_a, log_b, T)) @ y
@@ -76,6 +77,7 @@ def test_barycentric_map_row_fallback(monkeypatch):
   assert rel_err(Py, v64) <= max(2 * rel_err(plain @ y, v64), 5e-5)
 
 
+@pytest.mark.long
 def test_barycentric_map_vmap_and_derivatives():
   x, y, _, logits, log_a, log_b = logit_problem(5, 24, 18, 2, 0.05)
   ys = jnp.stack([jnp.asarray(y), jnp.asarray(y) + 1.0])

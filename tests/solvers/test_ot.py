@@ -15,6 +15,7 @@ with warnings.catch_warnings():
   from ott.tools.sinkhorn_divergence import sinkdiv
 
 
+@pytest.mark.long
 def test_marginals_converge_as_T_grows():
   x, y, _ = clouds(20, n=40, m=30)
   rows, cols = [], []
@@ -73,6 +74,7 @@ def test_matches_ott_jax_at_equal_half_iterations(T, d):
 
 @pytest.mark.parametrize("seed,n,d,tau", [(0, 30, 2, 0.5), (1, 40, 5, 1.0), (2, 25, 10, 2.0),
                                           (3, 50, 3, 0.3)])
+@pytest.mark.long
 def test_prop_3_1_drift_is_sinkhorn_divergence_gradient(seed, n, d, tau):
   # At convergence, cost |x - y|^2, epsilon = tau, y_neg = x:
   # V = -(N / 2) grad_x S_tau(x, y).
@@ -89,6 +91,7 @@ def test_prop_3_1_drift_is_sinkhorn_divergence_gradient(seed, n, d, tau):
   np.testing.assert_allclose(v_half, v, rtol=1e-4, atol=1e-5)
 
 
+@pytest.mark.long
 def test_divergence_matches_ott_and_vanishes_at_p_equals_q():
   x, y, _ = clouds(30, n=35, m=28, d=3)
   ours = float(sinkhorn_divergence(x, y, 0.6, T=2001))
@@ -98,6 +101,7 @@ def test_divergence_matches_ott_and_vanishes_at_p_equals_q():
   assert ours > 0
 
 
+@pytest.mark.long
 def test_weighted_divergence_matches_ott_and_its_weights_matter():
   """Weights ``a`` and ``b`` reach all three problems of the divergence: equal to
   ott-jax's weighted divergence (same tolerance as the uniform check above), and each

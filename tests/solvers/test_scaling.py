@@ -46,6 +46,7 @@ def test_coupling_equals_log_domain_and_float64(n, m, d, tau_rel, T):
 
 
 @pytest.mark.parametrize("T", [2, 5, 41])
+@pytest.mark.long
 def test_forced_absorption_changes_nothing(T):
   # bound = 2 absorbs at almost every half-step; bound = 1e30 almost never (the scaling
   # branch). All must give the plain iteration's coupling.
@@ -78,6 +79,7 @@ def test_coupling_row_fallback_matches_float64(monkeypatch):
 @pytest.mark.parametrize("normalization,cost,mask_self", [
     ("sinkhorn", "sqeuclidean", False), ("sinkhorn", "euclidean", True),
     ("sinkhorn", "half_sqeuclidean", False), ("one_sided", "sqeuclidean", True)])
+@pytest.mark.long
 def test_scaling_and_log_drifts_match_float64(normalization, cost, mask_self):
   """Both dense algorithms against the float64 reference (own costs, own self-mask).
 
@@ -106,6 +108,7 @@ def test_vmap_folds_into_one_batch_and_matches_a_loop():
     np.testing.assert_allclose(out[i, j], single, rtol=2e-5, atol=1e-5)
 
 
+@pytest.mark.long
 def test_derivatives_follow_the_log_domain_path():
   x, y_pos, _ = clouds(8, n=20, m=15, d=2)
   loss = lambda algorithm: (lambda x: jnp.sum(
@@ -155,6 +158,7 @@ def test_auto_picks_scaling_for_positive_weights_and_matches_float64():
   assert rel_err(auto, ref.drift(x, y_pos, y_neg, 0.1, 31, weights_x=w)) < 5e-6
 
 
+@pytest.mark.long
 def test_concrete_weights_inside_jit_keep_the_scaling_domain(monkeypatch):
   """Weights that are numbers at trace time (a closure constant of a jitted step) are
   seen as positive there, so 'auto' keeps the scaling path; traced ones fall back. The
@@ -193,6 +197,7 @@ def grouped_column_sums(monkeypatch):
 
 @pytest.mark.parametrize("n,m,d,tau_rel", [(64, 50, 2, 0.05), (64, 50, 2, 1e-3),
                                            (40, 70, 16, 1e-3), (48, 48, 64, 0.5)])
+@pytest.mark.long
 def test_grouped_column_sums_match_log_domain_and_float64(grouped_column_sums, n, m, d,
                                                           tau_rel):
   x, y, tau, logits, log_a, log_b = logit_problem(n + d, n, m, d, tau_rel)

@@ -94,6 +94,7 @@ def test_log_text_shows_each_reported_metric_mean():
   assert text == "  W2^2 0.2000  Acc 92.5"  # frechet: not in the record, not shown
 
 
+@pytest.mark.long
 def test_trainer_runs_the_problems_evaluators_beside_the_defaults():
   problem = table_problem()
   calls = []

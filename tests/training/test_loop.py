@@ -40,6 +40,7 @@ def test_check_train_config_names_the_field():
   training.check_train_config(c.train)
 
 
+@pytest.mark.long
 def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(tmp_path):
   c = toy_config(steps=40)
   _train(c, tmp_path)  # 40 good steps, checkpoint at 40
@@ -52,6 +53,7 @@ def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(tmp_path):
   assert ckpt.latest_step() == 40
 
 
+@pytest.mark.long
 def test_workdir_of_another_config_is_refused(tmp_path):
   c = toy_config()
   _train(c, tmp_path)
@@ -70,6 +72,7 @@ def test_experiment_into_a_workdir_of_another_config_is_refused(tmp_path):
     experiments.run_experiment(load("toy.py", "smoke,lr=0.01"), str(tmp_path))
 
 
+@pytest.mark.long
 def test_steps_below_the_restored_step_are_refused(tmp_path):
   _train(toy_config(steps=20), tmp_path)
   with pytest.raises(ValueError, match=r"train.steps = 10 but .* at step 20; ask for steps >= 20"):
@@ -77,6 +80,7 @@ def test_steps_below_the_restored_step_are_refused(tmp_path):
   assert [r["step"] for r in training.read_metrics(str(tmp_path))] == [10, 20]
 
 
+@pytest.mark.long
 def test_run_resumes_from_previous_step_when_latest_is_damaged(tmp_path, caplog):
   c = toy_config(steps=40)
   _train(c, tmp_path)
@@ -90,6 +94,7 @@ def test_run_resumes_from_previous_step_when_latest_is_damaged(tmp_path, caplog)
   assert steps == [10, 20, 30, 40, 50]
 
 
+@pytest.mark.long
 def test_a_resumed_run_equals_an_uninterrupted_one(tmp_path):
   whole = _train(toy_config(steps=40), tmp_path / "whole")
   _train(toy_config(steps=20), tmp_path / "split")
@@ -105,6 +110,7 @@ def test_a_resumed_run_equals_an_uninterrupted_one(tmp_path):
 # EMA ------------------------------------------------------------------------------------
 
 
+@pytest.mark.long
 def test_evaluation_and_samples_use_the_ema(tmp_path):
   c = toy_config(0.9, steps=10)
   out = _train(c, tmp_path)

@@ -11,6 +11,7 @@ from sdrift_jax import DriftSpec, drift_field, feature_drift_loss
 from sdrift_jax.training import objectives
 
 
+@pytest.mark.long
 def test_drift_field_objective_is_the_paper_loss():
   c = toy_setting(load("toy.py", "smoke"))
   objective = objectives.make_objective(c)
@@ -76,6 +77,7 @@ def _toy_encoder(params, x):
 
 
 @pytest.mark.parametrize("method", ["baseline", "sinkhorn"])
+@pytest.mark.long
 def test_feature_encoder_objective_sums_set_losses_and_freezes_the_encoder(method):
   c = with_method(guided_config(), method)
   objective = objectives.make_objective(c).with_features(_toy_encoder)

@@ -17,6 +17,7 @@ def leaves64(tree):
   return [np.asarray(x, np.float64) for x in jax.tree.leaves(tree)]
 
 
+@pytest.mark.long
 def test_ema_matches_float64_recomputation_from_the_parameter_trajectory():
   d = 0.8
   c = toy_config(ema_decay=d)
@@ -41,6 +42,7 @@ def test_ema_matches_float64_recomputation_from_the_parameter_trajectory():
   assert int(state.step) == 6
 
 
+@pytest.mark.long
 def test_resume_keeps_the_ema_bit_identical(tmp_path):
   c = toy_config(0.9)
   problem = toy_problem(c)
@@ -70,6 +72,7 @@ def test_bad_ema_decay_is_refused():
       training.Trainer(toy_config(bad), toy_problem(toy_config()))
 
 
+@pytest.mark.long
 def test_class_conditional_trainer_uses_labels():
   c = toy_config()
   c.model.update(kind="mlp", depth=2)
@@ -83,6 +86,7 @@ def test_class_conditional_trainer_uses_labels():
   assert not np.allclose(x[0], x[1]) and not np.allclose(x[1], x[2])
 
 
+@pytest.mark.long
 def test_guided_step_shares_omega_and_draws_negatives_per_class():
   problem = table_problem()
   trainer = training.Trainer(guided_config(), problem)
@@ -107,6 +111,7 @@ def test_guidance_needs_an_omega_input_and_a_table():
     training.Trainer(guided_config(), no_table)
 
 
+@pytest.mark.long
 def test_default_objective_trains_exactly_as_the_paper_loss_step():
   """The drift_field objective's step equals, bit for bit, the step written out here:
   one vmapped drift over the classes and eq. 7's loss over all samples."""
@@ -178,6 +183,7 @@ def test_shared_trainer_is_reused_across_temperatures_only():
   assert training.shared_trainer(multi, problem) is second
 
 
+@pytest.mark.long
 def test_chunk_takes_tau_per_call_without_recompiling():
   c = toy_config()
   trainer = training.Trainer(c, toy_problem(c))
@@ -208,6 +214,7 @@ def test_train_state_without_ema_flattens_as_three_fields():
 
 
 @pytest.mark.parametrize("seeds", [1, 2])
+@pytest.mark.long
 def test_unscanned_chunks_take_the_same_steps_as_scanned_ones(seeds):
   # train.scan = False: one compiled step called from Python, the same keys and so the
   # same trajectory as lax.scan (to float32 rounding: the programs differ).

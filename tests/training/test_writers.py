@@ -80,6 +80,7 @@ def test_non_finite_scalars_stay_out_of_tensorboard_quietly(tmp_path, caplog):
   assert "NaN or Inf" not in caplog.text
 
 
+@pytest.mark.long
 def test_a_run_writes_metrics_and_tensorboard_with_the_same_values(tmp_path):
   c = toy_config(steps=20)
   c.train.num_seeds = 2
