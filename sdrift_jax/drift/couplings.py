@@ -27,10 +27,12 @@ from jax.scipy.special import logsumexp
 from sdrift_jax import costs as costs_lib
 from sdrift_jax.solvers import log as log_engine
 from sdrift_jax.solvers import problem as problem_lib
-from sdrift_jax.solvers.problem import Problem
+from sdrift_jax.solvers import start as start_lib
+from sdrift_jax.solvers.problem import Problem, Result
 
 __all__ = ["FORMS", "NORMALIZATIONS", "canonical_form", "geometric_mean", "geometric_mean_log", "joint_column_errors", "joint_weights",
-           "rms_normalized_sum", "row_normalize", "split_barycenter", "split_coupling"]
+           "rms_normalized_sum", "row_normalize", "sinkhorn_solve", "split_barycenter",
+           "split_coupling"]
 
 NORMALIZATIONS = ("sinkhorn", "one_sided", "two_sided")
 FORMS = ("split", "joint")
@@ -82,9 +84,24 @@ def _steps(normalization: str, T: int) -> int:
   return T if normalization == "sinkhorn" else 1
 
 
+def sinkhorn_solve(problem: Problem, values, *, T: int, engine, with_error: bool = False,
+                   tol=None, anneal=()):
+  """The engine's :class:`~sdrift_jax.solvers.Result` of the Sinkhorn coupling, after the
+  annealing ``anneal`` (temperature factors, :func:`sdrift_jax.solvers.start.anneal_levels`;
+  one full log-domain iteration each, counted in ``T`` and in ``half_steps``) and at most
+  the rest of the ``T`` half-steps (fewer at ``tol``)."""
+  if anneal:
+    problem = problem.starting_from(start_lib.annealed_start(problem, anneal))
+  result = engine.solve(problem, T - 2 * len(anneal), values, with_error=with_error, tol=tol)
+  return result._replace(half_steps=result.half_steps + 2 * len(anneal))
+
+
 def split_barycenter(problem: Problem, values, *, normalization: str, T: int, engine,
-                     with_error: bool = False, log_target=None, reference_rows=False):
-  """``(P @ values [..., N, k], column error [...])`` for the split form's coupling ``P``.
+                     with_error: bool = False, log_target=None, reference_rows=False,
+                     tol=None, anneal=()):
+  """The split form's ``P @ values`` for its coupling ``P``, as a
+  :class:`~sdrift_jax.solvers.Result` (``barycenter`` ``[..., N, k]``, ``col_error``;
+  ``g`` and ``half_steps`` for the Sinkhorn engines' path, else None and ``T``).
 
   Args:
     problem: the side's problem (positives or negatives).
@@ -96,6 +113,7 @@ def split_barycenter(problem: Problem, values, *, normalization: str, T: int, en
     log_target: the column marginal the error is measured against (default the
       problem's ``log_b``).
     reference_rows: see :func:`split_coupling`.
+    tol, anneal: the Sinkhorn stopping tolerance and annealing (:func:`sinkhorn_solve`).
   """
   if normalization == "two_sided" or (with_error and log_target is not None):
     # The coupling itself: the geometric mean has no engine, and an error against
@@ -105,9 +123,12 @@ def split_barycenter(problem: Problem, values, *, normalization: str, T: int, en
     target = problem.log_b if log_target is None else log_target
     err = (problem_lib.column_error(W, problem.log_a, target) if with_error
            else jnp.zeros(problem.batch_shape, W.dtype))
-    return jnp.einsum("...nm,...mk->...nk", W, values, precision=_HI), err
-  result = engine.solve(problem, _steps(normalization, T), values, with_error=with_error)
-  return result.barycenter, result.col_error
+    return Result(None, jnp.einsum("...nm,...mk->...nk", W, values, precision=_HI), err,
+                  problem_lib.plain_half_steps(problem.batch_shape, _steps(normalization, T)))
+  if normalization != "sinkhorn":
+    return engine.solve(problem, 1, values, with_error=with_error)
+  return sinkhorn_solve(problem, values, T=T, engine=engine, with_error=with_error, tol=tol,
+                        anneal=anneal)
 
 
 def split_coupling(problem: Problem, *, normalization: str, T: int, engine,
@@ -127,7 +148,8 @@ def split_coupling(problem: Problem, *, normalization: str, T: int, engine,
   return engine.coupling(problem, _steps(normalization, T))
 
 
-def joint_weights(problem: Problem, n_pos: int, *, normalization: str, T: int):
+def joint_weights(problem: Problem, n_pos: int, *, normalization: str, T: int, tol=None,
+                  anneal=()):
   """Algorithm 2's cross weights over ``[pos | neg]``.
 
   Args:
@@ -136,21 +158,29 @@ def joint_weights(problem: Problem, n_pos: int, *, normalization: str, T: int):
     normalization: the coupling ``A``: row softmax, geometric mean, or the Sinkhorn
       plan after ``T`` half-steps (not row-normalized; log domain).
     T: Sinkhorn half-steps.
+    tol, anneal: the Sinkhorn stopping tolerance and annealing (:func:`sinkhorn_solve`).
 
   Returns:
-    ``(W_pos [..., N, n_pos], W_neg [..., N, M_neg], A [..., N, n_pos + M_neg])``.
+    ``(W_pos [..., N, n_pos], W_neg [..., N, M_neg], A [..., N, n_pos + M_neg],
+    half_steps [...], g [..., n_pos + M_neg] or None)``: ``g`` the Sinkhorn plan's column
+    log-scaling.
   """
   L = problem.dense_logits()
+  half = problem_lib.plain_half_steps(problem.batch_shape, _steps(normalization, T))
+  g = None
   if normalization == "one_sided":
     A = jax.nn.softmax(L + problem.log_b[..., None, :], axis=-1)
   elif normalization == "two_sided":
     A = geometric_mean(L, problem.log_a, problem.log_b)
   else:
-    f, g = log_engine.potentials(problem, T)
+    if anneal:
+      problem = problem.starting_from(start_lib.annealed_start(problem, anneal))
+    f, g, half = log_engine.potentials(problem, T - 2 * len(anneal), tol)
+    half = half + 2 * len(anneal)
     A = jnp.exp(L + f[..., :, None] + g[..., None, :])
   a_pos, a_neg = A[..., :n_pos], A[..., n_pos:]
   return (a_pos * jnp.sum(a_neg, axis=-1, keepdims=True),
-          a_neg * jnp.sum(a_pos, axis=-1, keepdims=True), A)
+          a_neg * jnp.sum(a_pos, axis=-1, keepdims=True), A, half, g)
 
 
 def joint_column_errors(A: jax.Array, n_pos: int, log_target: jax.Array):

@@ -19,12 +19,16 @@ from sdrift_jax import costs as costs_lib
 from sdrift_jax import solvers
 from sdrift_jax import validation
 from sdrift_jax.drift import couplings
+from sdrift_jax.drift import warm
 from sdrift_jax.solvers import problem as problem_lib
 from sdrift_jax.solvers import select
+from sdrift_jax.solvers import start as start_lib
 from sdrift_jax.solvers.problem import Problem
 
-__all__ = ["DriftInfo", "NORMALIZATIONS", "check_options", "compute", "drift_field",
-           "drift_field_with_info"]
+__all__ = ["DriftInfo", "DriftState", "NORMALIZATIONS", "check_convergence", "check_options",
+           "compute", "drift_field", "drift_field_with_info"]
+
+DriftState = warm.DriftState
 
 #: Accepted ``normalization`` names (``'two_sided_joint'``: the two-sided joint form).
 NORMALIZATIONS = couplings.NORMALIZATIONS + tuple(couplings.ALIASES)
@@ -41,10 +45,16 @@ class DriftInfo(NamedTuple):
       ``a_i P_pos[i, j]`` against ``b_pos`` (its rows are exact after the final row
       normalization). Shape ``[]``, or ``[K]`` for ``K`` temperatures.
     marginal_error_neg: the same for the negative coupling.
+    state: a :class:`~sdrift_jax.drift.warm.DriftState`, what ``init=`` takes at the
+      next call (new points of the same dimension; Sinkhorn normalization, else None).
+    half_steps: int32, the half-steps used (the larger of the two couplings'; ``T``
+      without ``tol``). Shape ``[]``, or ``[K]``.
   """
   drift: jax.Array
   marginal_error_pos: jax.Array
   marginal_error_neg: jax.Array
+  state: Optional[warm.DriftState] = None
+  half_steps: Optional[jax.Array] = None
 
 
 def check_options(normalization, form, T, cost, mask_self, algorithm, relative_tau):
@@ -66,6 +76,34 @@ def check_options(normalization, form, T, cost, mask_self, algorithm, relative_t
   return normalization, form, T, cost
 
 
+def check_convergence(tol, anneal, T, normalization, warm_start):
+  """``(tol as an array or None, annealing levels)``, checked: ``tol`` a finite number
+  ``> 0`` (None: off), ``anneal`` None or ``(start, decay)`` with ``start >= 1``,
+  ``0 < decay < 1`` and its levels leaving at least one half-step of ``T``; all three
+  need the Sinkhorn normalization."""
+  if (tol is not None or anneal is not None or warm_start) and normalization != "sinkhorn":
+    raise ValueError(f"tol, init and anneal control Sinkhorn half-steps; normalization "
+                     f"{normalization!r} has none")
+  if tol is not None and not isinstance(tol, jax.core.Tracer):
+    try:
+      value = None if isinstance(tol, bool) else float(tol)
+    except (TypeError, ValueError):
+      value = None
+    if value is None or not 0 < value < float("inf"):
+      raise ValueError(f"tol must be a finite number > 0 (an L1 marginal error, at most 2) "
+                       f"or None (off), got {tol!r}")
+    tol = jnp.asarray(value)
+  levels = ()
+  if anneal is not None:
+    if not isinstance(anneal, (tuple, list)) or len(anneal) != 2:
+      raise ValueError(f"anneal must be (start, decay), got {anneal!r}")
+    levels = start_lib.anneal_levels(float(anneal[0]), float(anneal[1]))
+    if 2 * len(levels) >= T:
+      raise ValueError(f"anneal={tuple(anneal)} takes {2 * len(levels)} half-steps "
+                       f"({len(levels)} temperatures); T={T} must leave at least one more")
+  return tol, levels
+
+
 def _has_blocked_path(normalization, form):
   return form == "split" and normalization in ("sinkhorn", "one_sided")
 
@@ -79,8 +117,20 @@ def _logits(x, y, tau, cost, normalization, form):
 
 
 def _single_temperature(x, y_pos, y_neg, tau, log_a, log_bp, log_bn, *, T, normalization,
-                        form, cost, mask_self, with_info, algorithm):
+                        form, cost, mask_self, with_info, algorithm, tol=None, anneal=(),
+                        init=None, init_F=None, with_state=False):
+  """``(V, err_pos, err_neg, F [2, N] or None, half_steps [])`` at one temperature;
+  ``init_F`` ``[2, N]``: the positive and negative potentials of ``init``."""
   engine = solvers.ENGINES[algorithm]
+  starts = (None, None)
+  if init is not None:
+    if form == "joint":
+      joint_y = jnp.concatenate([y_pos, y_neg])
+      starts = (warm.side_start(init_F[0], init, joint_y, jnp.concatenate([log_bp, log_bn]),
+                                None, tau, cost), None)
+    else:
+      starts = (warm.side_start(init_F[0], init, y_pos, log_bp, None, tau, cost),
+                warm.side_start(init_F[1], init, y_neg, log_bn, None, tau, cost))
   if algorithm == "blocked":
     pos = Problem.points(x, y_pos, tau, cost, log_a, log_bp)
     neg = Problem.points(x, y_neg, tau, cost, log_a, log_bn, mask_diagonal=mask_self)
@@ -91,20 +141,30 @@ def _single_temperature(x, y_pos, y_neg, tau, log_a, log_bp, log_bn, *, T, norma
     if form == "joint":
       m_pos = y_pos.shape[0]
       joint = Problem.dense(jnp.concatenate([lp, ln], axis=1), log_a,
-                            jnp.concatenate([log_bp, log_bn]))
-      W_pos, W_neg, _ = couplings.joint_weights(joint, m_pos, normalization=normalization,
-                                                T=T)
+                            jnp.concatenate([log_bp, log_bn])).starting_from(starts[0])
+      W_pos, W_neg, _, half, g = couplings.joint_weights(
+          joint, m_pos, normalization=normalization, T=T, tol=tol, anneal=anneal)
       V = jnp.matmul(W_pos, y_pos, precision=_HI) - jnp.matmul(W_neg, y_neg, precision=_HI)
+      F = None
+      if with_state:  # one coupling: its row potential in the positive slot
+        Fj = start_lib.row_potential(x, jnp.concatenate([y_pos, y_neg]), g, tau, cost)
+        F = jnp.stack([Fj, jnp.zeros_like(Fj)])
       if not with_info:
-        return V, None, None
+        return V, None, None, F, half
       # Each side's weights, row-normalized, against that side's marginal.
       err = lambda W, log_b: problem_lib.column_error(couplings.row_normalize(W), log_a, log_b)
-      return V, err(W_pos, log_bp), err(W_neg, log_bn)
+      return V, err(W_pos, log_bp), err(W_neg, log_bn), F, half
     pos, neg = Problem.dense(lp, log_a, log_bp), Problem.dense(ln, log_a, log_bn)
+  pos, neg = pos.starting_from(starts[0]), neg.starting_from(starts[1])
   side = functools.partial(couplings.split_barycenter, normalization=normalization, T=T,
-                           engine=engine, with_error=with_info)
-  (Py_pos, e_pos), (Py_neg, e_neg) = side(pos, y_pos), side(neg, y_neg)
-  return Py_pos - Py_neg, e_pos, e_neg
+                           engine=engine, with_error=with_info, tol=tol, anneal=anneal)
+  rp, rn = side(pos, y_pos), side(neg, y_neg)
+  F = None
+  if with_state:
+    F = jnp.stack([start_lib.row_potential(x, y_pos, rp.g, tau, cost),
+                   start_lib.row_potential(x, y_neg, rn.g, tau, cost, mask_self)])
+  return (rp.barycenter - rn.barycenter, rp.col_error, rn.col_error, F,
+          jnp.maximum(rp.half_steps, rn.half_steps))
 
 
 def _log_weights(w, n, dtype, skip_uniform):
@@ -118,39 +178,53 @@ def _log_weights(w, n, dtype, skip_uniform):
 
 @functools.partial(jax.jit, static_argnames=("T", "normalization", "form", "cost",
                                              "mask_self", "multi_tau", "with_info",
-                                             "algorithm", "relative_tau"))
-def _drift_impl(x, y_pos, y_neg, taus, a, bp, bn, *, T, normalization, form, cost,
-                mask_self, multi_tau, with_info, algorithm, relative_tau):
+                                             "algorithm", "relative_tau", "anneal",
+                                             "with_state"))
+def _drift_impl(x, y_pos, y_neg, taus, a, bp, bn, tol, init, *, T, normalization, form,
+                cost, mask_self, multi_tau, with_info, algorithm, relative_tau, anneal,
+                with_state):
   dtype = x.dtype
   if relative_tau:
     taus = taus * jax.lax.stop_gradient(costs_lib.mean_cost(x, y_pos, y_neg, cost, mask_self))
   one_step = form == "split" and (normalization == "one_sided" or T == 1)
   log_a = _log_weights(a, x.shape[0], dtype, False)
-  log_bp = _log_weights(bp, y_pos.shape[0], dtype, one_step)
-  log_bn = _log_weights(bn, y_neg.shape[0], dtype, one_step)
+  log_bp = _log_weights(bp, y_pos.shape[0], dtype, one_step and init is None)
+  log_bn = _log_weights(bn, y_neg.shape[0], dtype, one_step and init is None)
+  if init is not None:
+    init = jax.tree.map(lambda v: v.astype(dtype) if v.dtype != bool else v, init)
   one = functools.partial(_single_temperature, x, y_pos, y_neg, log_a=log_a, log_bp=log_bp,
                           log_bn=log_bn, T=T, normalization=normalization, form=form,
                           cost=cost, mask_self=mask_self, with_info=with_info,
-                          algorithm=algorithm)
+                          algorithm=algorithm, tol=tol, anneal=anneal, init=init,
+                          with_state=with_state)
   taus = taus.astype(dtype)
+  Fs = None if init is None else init.potentials
   if not multi_tau:
-    V, err_pos, err_neg = one(taus[0])
+    V, err_pos, err_neg, F, half = one(taus[0], init_F=None if Fs is None else Fs[0])
+    F = None if F is None else F[None]
   else:
-    V, _, (err_pos, err_neg) = couplings.rms_normalized_sum(one, taus)
+    at = lambda args: one(args[0], init_F=args[1])
+    V, _, (err_pos, err_neg, F, half) = couplings.rms_normalized_sum(
+        at, (taus, Fs) if Fs is not None else (taus, None))
   if not with_info:
     return DriftInfo(V, None, None)
-  return DriftInfo(V, err_pos, err_neg)
+  state = None if F is None else warm.DriftState(x, log_a, F, jnp.array(True))
+  return DriftInfo(V, err_pos, err_neg, state, half)
 
 
 def compute(x, y_pos, y_neg, tau, *, normalization="sinkhorn", form="split", T=41,
             cost="sqeuclidean", mask_self=False, algorithm="auto", relative_tau=False,
             copies=1, weights_x=None, weights_pos=None, weights_neg=None,
-            check_finite=None, with_info=False) -> DriftInfo:
+            check_finite=None, with_info=False, tol=None, init=None, anneal=None,
+            with_state=None) -> DriftInfo:
   """The drift with every option (:func:`drift_field`; ``copies``: how many problems
   run at once, for ``'auto'``), checked at trace time: shapes, dtypes, ``tau``,
-  weights, the self-mask; NaN or inf in concrete inputs with ``check_finite``."""
+  weights, the self-mask; NaN or inf in concrete inputs with ``check_finite``.
+  ``with_state`` (default: ``with_info``): compute ``.state`` (two passes over the costs
+  per temperature)."""
   normalization, form, T, cost = check_options(normalization, form, T, cost, mask_self,
                                                algorithm, relative_tau)
+  tol, levels = check_convergence(tol, anneal, T, normalization, init is not None)
   x = validation.as_point_cloud(x, "x")
   y_pos = validation.as_point_cloud(y_pos, "y_pos")
   y_neg = x if y_neg is None else validation.as_point_cloud(y_neg, "y_neg")
@@ -170,10 +244,14 @@ def compute(x, y_pos, y_neg, tau, *, normalization="sinkhorn", form="split", T=4
   algorithm = select.resolve_algorithm(
       algorithm, x.shape[0], max(y_pos.shape[0], y_neg.shape[0]), jnp.dtype(dtype).itemsize,
       copies=copies, positive=positive, blocked_ok=_has_blocked_path(normalization, form))
+  if init is not None:
+    warm.check_state(init, 2, x.shape[1], taus.shape[0], "drift_field")
+  with_state = with_info if with_state is None else bool(with_state)
   return _drift_impl(x.astype(dtype), y_pos.astype(dtype), y_neg.astype(dtype), taus, a,
-                     bp, bn, T=T, normalization=normalization, form=form, cost=cost,
-                     mask_self=mask_self, multi_tau=multi_tau, with_info=with_info,
-                     algorithm=algorithm, relative_tau=relative_tau)
+                     bp, bn, tol, init, T=T, normalization=normalization, form=form,
+                     cost=cost, mask_self=mask_self, multi_tau=multi_tau,
+                     with_info=with_info, algorithm=algorithm, relative_tau=relative_tau,
+                     anneal=levels, with_state=with_state and normalization == "sinkhorn")
 
 
 def drift_field(x, y_pos, y_neg, tau, T: int = 41, *, normalization: str = "sinkhorn",
@@ -181,7 +259,8 @@ def drift_field(x, y_pos, y_neg, tau, T: int = 41, *, normalization: str = "sink
                 weights_x: Optional[jax.Array] = None,
                 weights_pos: Optional[jax.Array] = None,
                 weights_neg: Optional[jax.Array] = None, algorithm: str = "auto",
-                relative_tau: bool = False, check_finite: Optional[bool] = None
+                relative_tau: bool = False, check_finite: Optional[bool] = None,
+                tol=None, init: Optional[warm.DriftState] = None, anneal=None
                 ) -> jax.Array:
   """The drift ``V = P_pos @ y_pos - P_neg @ y_neg`` at the particles ``x``.
 
@@ -230,6 +309,18 @@ def drift_field(x, y_pos, y_neg, tau, T: int = 41, *, normalization: str = "sink
       outside ``jax.jit``; one fused reduction and one host sync), off when they are
       traced, where the values do not exist yet and a bad row silently makes every
       output row NaN. ``True`` with traced inputs raises; ``False`` skips.
+    tol: stop each coupling's half-steps once its row-normalized coupling has an L1
+      column-marginal error ``<= tol`` (checked once per full iteration; ``T`` stays
+      the most). None (default): exactly ``T``.
+    init: the ``.state`` of an earlier :func:`drift_field_with_info` call: each coupling
+      starts from the previous potentials, carried to the new points as functions
+      (:mod:`sdrift_jax.solvers.start`). None: from the reference kernel.
+    anneal: ``(start, decay)``: first one full iteration at each temperature
+      ``tau * start * decay**k`` above ``tau`` (epsilon scaling), then the rest of the
+      ``T`` half-steps at ``tau``. None: off.
+
+  ``tol``, ``init`` and ``anneal`` need ``normalization='sinkhorn'``; without them the
+  drift is the fixed-``T`` one, bit for bit.
 
   Returns:
     Array of shape ``[N, d]``.
@@ -241,19 +332,24 @@ def drift_field(x, y_pos, y_neg, tau, T: int = 41, *, normalization: str = "sink
   return compute(x, y_pos, y_neg, tau, normalization=normalization, form=form, T=T,
                  cost=cost, mask_self=mask_self, algorithm=algorithm,
                  relative_tau=relative_tau, weights_x=weights_x, weights_pos=weights_pos,
-                 weights_neg=weights_neg, check_finite=check_finite).drift
+                 weights_neg=weights_neg, check_finite=check_finite, tol=tol, init=init,
+                 anneal=anneal).drift
 
 
-def drift_field_with_info(x, y_pos, y_neg, tau, T: int = 41, *,
+def drift_field_with_info(x, y_pos, y_neg, tau, T: int = 41, *, tol=None,
+                          init: Optional[warm.DriftState] = None, anneal=None,
                           normalization: str = "sinkhorn", form: str = "split",
                           cost: str = "sqeuclidean",
                           mask_self: bool = False, weights_x=None, weights_pos=None,
                           weights_neg=None, algorithm: str = "auto",
                           relative_tau: bool = False,
                           check_finite: Optional[bool] = None) -> DriftInfo:
-  """:func:`drift_field` plus the couplings' marginal errors, as a :class:`DriftInfo`
-  (same arguments, ``check_finite`` included)."""
+  """:func:`drift_field` plus the couplings' marginal errors, the half-steps used and the
+  state for a warm start of the next call, as a :class:`DriftInfo` (same arguments;
+  ``T`` is the most half-steps). ``.state`` costs two passes over the costs per
+  temperature."""
   return compute(x, y_pos, y_neg, tau, normalization=normalization, form=form, T=T,
                  cost=cost, mask_self=mask_self, algorithm=algorithm,
                  relative_tau=relative_tau, weights_x=weights_x, weights_pos=weights_pos,
-                 weights_neg=weights_neg, check_finite=check_finite, with_info=True)
+                 weights_neg=weights_neg, check_finite=check_finite, with_info=True,
+                 tol=tol, init=init, anneal=anneal)

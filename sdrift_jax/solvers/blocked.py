@@ -28,6 +28,7 @@ from jax.scipy.special import logsumexp
 
 from sdrift_jax import costs as costs_lib
 from sdrift_jax.costs import TILE_ENTRIES, block_rows
+from sdrift_jax.solvers import problem as problem_lib
 from sdrift_jax.solvers.problem import Problem, Result
 
 __all__ = ["barycentric_map", "coupling", "solve"]
@@ -193,26 +194,40 @@ def _drift_2d(x, y, log_a, g, tau, cost, mask_diagonal, with_col_error, values):
 
 
 def _solve(x, y, log_a, log_b, tau, T: int, cost: str, mask_diagonal: bool, block: int,
-           with_col_error: bool, col_bias=None, values=None):
-  """``(P @ values, column_error, g)`` for one problem (:func:`barycentric_map`;
-  ``values`` ``[M, k]`` defaults to ``y``)."""
+           with_col_error: bool, col_bias=None, values=None, g_init=None, tol=None):
+  """``(P @ values, column_error, g, half_steps)`` for one problem
+  (:func:`barycentric_map`; ``values`` ``[M, k]`` defaults to ``y``)."""
   n, m = x.shape[0], y.shape[0]
   values = y if values is None else values
   col_block = block_rows(m, n, block * m)
   target = jnp.exp(log_b - logsumexp(log_b))
   # With column biases the iteration runs on h = g + col_bias against -C / tau: it starts
-  # at log_b + col_bias, and a column step gives h = log_b - logsumexp_i(-C / tau + f).
-  def full_iteration(_, h):
-    f = _row_scalings(x, y, log_a, h, tau, cost, mask_diagonal, block)
-    return _row_scalings(y, x, log_b, f, tau, cost, mask_diagonal, col_block)
+  # at g_init + col_bias, and a column step gives h = log_b - logsumexp_i(-C / tau + f).
+  g0 = log_b if g_init is None else g_init
+  h0 = g0 if col_bias is None else g0 + col_bias
+  row = lambda h: _row_scalings(x, y, log_a, h, tau, cost, mask_diagonal, block)
+  col = lambda f: _row_scalings(y, x, log_b, f, tau, cost, mask_diagonal, col_block)
+  if tol is None:
+    h = jax.lax.fori_loop(0, T // 2, lambda _, h: col(row(h)), h0)
+    half = jnp.int32(T)
+  else:
+    # The column step's sums lse_i(-C / tau + f) = log_b - h_new measure the coupling of
+    # the h it started from (problem.tolerance_error).
+    def body(carry):
+      t, h, _ = carry
+      f = row(h)
+      h_new = col(f)
+      done = problem_lib.tolerance_error(h, log_b - h_new, log_a, log_b) <= tol
+      return jnp.where(done, t, t + 2), jnp.where(done, h, h_new), done
 
-  h = jax.lax.fori_loop(0, T // 2, full_iteration,
-                        log_b if col_bias is None else log_b + col_bias)
+    t, h, done = jax.lax.while_loop(lambda c: (~c[2]) & (c[0] < 2 * (T // 2)), body,
+                                    (jnp.int32(0), h0, jnp.array(False)))
+    half = jnp.where(done, t + 1, T).astype(jnp.int32)
   g = h if col_bias is None else h - col_bias
   if m > SPLIT_COLS_ABOVE:
     out, col_mass = _drift_2d(x, y, log_a, h, tau, cost, mask_diagonal, with_col_error, values)
     col_error = jnp.sum(jnp.abs(col_mass - target))
-    return out, jnp.where(with_col_error, col_error, 0.0), g
+    return out, jnp.where(with_col_error, col_error, 0.0), g, half
 
   xt, lat, nb = _tiles(x, log_a, block)
   starts = jnp.arange(nb) * block
@@ -230,7 +245,8 @@ def _solve(x, y, log_a, log_b, tau, T: int, cost: str, mask_diagonal: bool, bloc
 
   col_mass, out = jax.lax.scan(drift_block, jnp.zeros((m,), x.dtype), (starts, a_tiles, xt))
   col_error = jnp.sum(jnp.abs(col_mass - target))
-  return out.reshape(nb * block, -1)[:n], jnp.where(with_col_error, col_error, 0.0), g
+  return (out.reshape(nb * block, -1)[:n], jnp.where(with_col_error, col_error, 0.0), g,
+          half)
 
 
 def barycentric_map(x, y, log_a, log_b, tau, T: int, cost: str, mask_diagonal: bool,
@@ -259,7 +275,7 @@ def barycentric_map(x, y, log_a, log_b, tau, T: int, cost: str, mask_diagonal: b
   return _solve(x, y, log_a, log_b, tau, T, cost, mask_diagonal, block, with_col_error)[:2]
 
 
-def solve(problem: Problem, T: int, y=None, *, with_error: bool = False) -> Result:
+def solve(problem: Problem, T: int, y=None, *, with_error: bool = False, tol=None) -> Result:
   """``T`` half-steps over row tiles, costs recomputed from the problem's points (the
   contract: :mod:`sdrift_jax.solvers.problem`). ``y`` ``[..., M, k]``: the values the
   coupling averages (default: none, barycenter None)."""
@@ -270,17 +286,21 @@ def solve(problem: Problem, T: int, y=None, *, with_error: bool = False) -> Resu
   block = block_rows(n, m)
   batch = problem.batch_shape
   values = problem.y[..., :1] * 0 if y is None else jnp.broadcast_to(y, batch + y.shape[-2:])
+  tols = None if tol is None else jnp.broadcast_to(jnp.asarray(tol, problem.log_b.dtype),
+                                                   batch)
 
-  def one(x, yp, la, lb, bias, v):
+  def one(x, yp, la, lb, bias, v, g0, tl):
     return _solve(x, yp, la, lb, problem.tau, T, problem.cost, problem.mask_diagonal, block,
-                  with_error, bias, v)
+                  with_error, bias, v, g0, tl)
 
   fn = one
+  optional = lambda a: None if a is None else 0
   for _ in batch:
-    fn = jax.vmap(fn, in_axes=(0, 0, 0, 0, None if problem.col_bias is None else 0, 0))
-  out, err, g = fn(problem.x, problem.y, problem.log_a, problem.log_b, problem.col_bias,
-                   values)
-  return Result(g, None if y is None else out, err)
+    fn = jax.vmap(fn, in_axes=(0, 0, 0, 0, optional(problem.col_bias), 0,
+                               optional(problem.g_init), optional(tols)))
+  out, err, g, half = fn(problem.x, problem.y, problem.log_a, problem.log_b, problem.col_bias,
+                         values, problem.g_init, tols)
+  return Result(g, None if y is None else out, err, jnp.broadcast_to(half, batch))
 
 
 def coupling(problem: Problem, T: int) -> jax.Array:

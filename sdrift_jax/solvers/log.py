@@ -16,7 +16,8 @@ from sdrift_jax import costs as costs_lib
 from sdrift_jax.solvers import problem as problem_lib
 from sdrift_jax.solvers.problem import Problem, Result
 
-__all__ = ["coupling", "col_step", "potentials", "row_step", "sinkhorn_scaling", "solve"]
+__all__ = ["col_step", "column_scaling_to", "coupling", "potentials", "row_step",
+           "sinkhorn_scaling", "solve"]
 
 _HI = costs_lib.HIGHEST
 
@@ -31,8 +32,8 @@ def col_step(logits: jax.Array, f: jax.Array, log_b: jax.Array) -> jax.Array:
   return log_b - logsumexp(logits + f[:, None], axis=0)
 
 
-def sinkhorn_scaling(logits: jax.Array, T: int, log_a: jax.Array, log_b: jax.Array
-                     ) -> tuple[jax.Array, jax.Array]:
+def sinkhorn_scaling(logits: jax.Array, T: int, log_a: jax.Array, log_b: jax.Array,
+                     g_init=None) -> tuple[jax.Array, jax.Array]:
   """Runs ``T`` half-iterations of log-domain Sinkhorn scaling on a logit matrix.
 
   Args:
@@ -40,18 +41,20 @@ def sinkhorn_scaling(logits: jax.Array, T: int, log_a: jax.Array, log_b: jax.Arr
     T: number of half-iterations (static), ``T >= 0``.
     log_a: array of shape ``[N]``, log row marginal.
     log_b: array of shape ``[M]``, log column marginal.
+    g_init: optional ``[M]``, the column log-scaling to start from (default ``log_b``).
 
   Returns:
     ``(f, g)`` of shapes ``[N]`` and ``[M]`` with ``log pi = logits + f[:, None] + g``
     after the ``T``-th half-step (a row step when ``T`` is odd, a column step when even;
-    the start ``(log_a, log_b)`` when ``T = 0``).
+    the start ``(log_a, g_init)`` when ``T = 0``).
   """
   def full_iteration(_, fg):
     _, g = fg
     f = row_step(logits, g, log_a)
     return f, col_step(logits, f, log_b)
 
-  f, g = jax.lax.fori_loop(0, T // 2, full_iteration, (log_a, log_b))
+  f, g = jax.lax.fori_loop(0, T // 2, full_iteration,
+                           (log_a, log_b if g_init is None else g_init))
   if T % 2 == 1:
     f = row_step(logits, g, log_a)
   return f, g
@@ -63,37 +66,70 @@ def _batched(fn, n_batch):
   return fn
 
 
-def potentials(problem: Problem, T: int) -> tuple[jax.Array, jax.Array]:
-  """``(f [..., N], g [..., M])`` after exactly ``T`` half-steps:
-  ``pi = exp(L + f + g)`` (the joint form uses the plan itself)."""
-  one = lambda L, la, lb: sinkhorn_scaling(L, T, la, lb)
-  return _batched(one, len(problem.batch_shape))(problem.dense_logits(), problem.log_a,
-                                                 problem.log_b)
+def potentials(problem: Problem, T: int, tol=None
+               ) -> tuple[jax.Array, jax.Array, jax.Array]:
+  """``(f [..., N], g [..., M], half_steps [...])`` after ``T`` half-steps (or fewer, at
+  ``tol``): ``pi = exp(L + f + g)`` (the joint form uses the plan itself)."""
+  def one(L, la, lb, g0, *tols):
+    if not tols:
+      f, g = sinkhorn_scaling(L, T, la, lb, g0)
+      return f, g, jnp.int32(T)
+    g, half = column_scaling_to(L, la, lb, g0, T, tols[0])
+    return row_step(L, g, la), g, half
+  args = (problem.dense_logits(), problem.log_a, problem.log_b, problem.g_start)
+  return _batched(one, len(problem.batch_shape))(*args, *(() if tol is None else (tol,)))
 
 
-def _column_scaling(L, log_a, log_b, T):
-  return sinkhorn_scaling(L, 2 * (T // 2), log_a, log_b)[1]
+def column_scaling_to(L, log_a, log_b, g0, T: int, tol):
+  """``(g, half_steps)``: the column log-scaling after ``2 (T // 2)`` half-steps from
+  ``g0``, or the first ``g`` (after ``2k``) whose row-normalized coupling has an L1
+  column error ``<= tol``, found by the column step that follows it (its sums give the
+  error): then ``half_steps = 2k + 1``, else ``T``."""
+  t_end = 2 * (T // 2)
+
+  def body(carry):
+    t, g, _ = carry
+    f = row_step(L, g, log_a)
+    log_sums = logsumexp(L + f[:, None], axis=0)
+    done = problem_lib.tolerance_error(g, log_sums, log_a, log_b) <= tol
+    return (jnp.where(done, t, t + 2), jnp.where(done, g, log_b - log_sums), done)
+
+  t, g, done = jax.lax.while_loop(lambda c: (~c[2]) & (c[0] < t_end), body,
+                                  (jnp.int32(0), g0, jnp.array(False)))
+  return g, jnp.where(done, t + 1, T).astype(jnp.int32)
+
+
+def _column_scaling(L, log_a, log_b, g0, T, tol=None):
+  if tol is None:
+    return sinkhorn_scaling(L, 2 * (T // 2), log_a, log_b, g0)[1], jnp.int32(T)
+  return column_scaling_to(L, log_a, log_b, g0, T, tol)
 
 
 def coupling(problem: Problem, T: int) -> jax.Array:
   """The row-normalized coupling ``[..., N, M]`` after ``T`` half-steps."""
-  one = lambda L, la, lb: jax.nn.softmax(L + _column_scaling(L, la, lb, T)[None, :], axis=-1)
+  one = lambda L, la, lb, g0: jax.nn.softmax(L + _column_scaling(L, la, lb, g0, T)[0][None, :],
+                                             axis=-1)
   return _batched(one, len(problem.batch_shape))(problem.dense_logits(), problem.log_a,
-                                                 problem.log_b)
+                                                 problem.log_b, problem.g_start)
 
 
-def solve(problem: Problem, T: int, y=None, *, with_error: bool = False) -> Result:
+def solve(problem: Problem, T: int, y=None, *, with_error: bool = False, tol=None) -> Result:
   """``T`` half-steps in the log domain (module docstring of
   :mod:`sdrift_jax.solvers.problem` for the contract)."""
-  def one(L, la, lb, *ys):
-    g = _column_scaling(L, la, lb, T)
+  def one(L, la, lb, g0, tol, *ys):
+    g, half = _column_scaling(L, la, lb, g0, T, tol)
     # One exp pass (softmax), not a log-sum-exp followed by a second exp.
     P = jax.nn.softmax(L + g[None, :], axis=-1)
     bary = jnp.matmul(P, ys[0], precision=_HI) if ys else None
     err = problem_lib.column_error(P, la, lb) if with_error else jnp.zeros((), L.dtype)
-    return Result(g, bary, err)
+    return Result(g, bary, err, half)
 
-  args = (problem.dense_logits(), problem.log_a, problem.log_b)
+  args = [problem.dense_logits(), problem.log_a, problem.log_b, problem.g_start]
+  if tol is None:
+    fn = lambda L, la, lb, g0, *ys: one(L, la, lb, g0, None, *ys)
+  else:
+    fn = one
+    args.append(jnp.broadcast_to(jnp.asarray(tol, problem.log_b.dtype), problem.batch_shape))
   if y is not None:
-    args += (jnp.broadcast_to(y, problem.batch_shape + y.shape[-2:]),)
-  return _batched(one, len(problem.batch_shape))(*args)
+    args.append(jnp.broadcast_to(y, problem.batch_shape + y.shape[-2:]))
+  return _batched(fn, len(problem.batch_shape))(*args)

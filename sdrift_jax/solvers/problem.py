@@ -5,11 +5,16 @@ A problem is one entropic coupling problem, or a batch of them along leading axe
 given either densely (``[..., N, M]``) or as points whose costs an engine recomputes
 where it needs them (``L = -C(x_i, y_j) / tau + col_bias_j``, optionally with
 ``L[i, i] = -inf``). ``T`` half-steps of Sinkhorn scaling follow (rows, columns, rows,
-...; paper eq. 11), and every engine returns the same :class:`Result`.
+...; paper eq. 11) from the column log-scaling ``g_init`` (default ``log_b``: the
+reference kernel itself; a warm start gives another), and every engine returns the same
+:class:`Result`.
 
 Engines (``sdrift_jax.solvers.log``, ``.scaling``, ``.blocked``) are modules with
 
-* ``solve(problem, T, y=None, *, with_error=False) -> Result``;
+* ``solve(problem, T, y=None, *, with_error=False, tol=None) -> Result``; with ``tol``
+  the half-steps stop at the first full iteration whose row-normalized coupling has an
+  L1 column error ``<= tol`` (checked in the column step, from the sums it computes
+  anyway), or at ``T``;
 * ``coupling(problem, T) -> [..., N, M]``, the row-normalized coupling (dense engines;
   ``blocked`` refuses: it never forms an ``N x M`` matrix).
 
@@ -24,10 +29,12 @@ from typing import NamedTuple, Optional
 
 import jax
 import jax.numpy as jnp
+from jax.scipy.special import logsumexp
 
 from sdrift_jax import costs as costs_lib
 
-__all__ = ["Problem", "Result"]
+__all__ = ["Problem", "Result", "column_error", "normalized", "plain_half_steps",
+           "tolerance_error"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -48,6 +55,8 @@ class Problem:
     mask_diagonal: ``L[i, i] = -inf`` for ``i < min(N, M)`` (static; the self-mask when
       the first columns are the rows' own points).
     col_bias: optional ``[..., M]`` added to the point logits (log column weights).
+    g_init: optional ``[..., M]`` column log-scaling the first row step starts from
+      (default ``log_b``).
   """
   log_a: jax.Array
   log_b: jax.Array
@@ -58,6 +67,7 @@ class Problem:
   cost: str = "sqeuclidean"
   mask_diagonal: bool = False
   col_bias: Optional[jax.Array] = None
+  g_init: Optional[jax.Array] = None
 
   @classmethod
   def dense(cls, logits, log_a, log_b) -> "Problem":
@@ -65,6 +75,18 @@ class Problem:
     batch, (n, m) = logits.shape[:-2], logits.shape[-2:]
     return cls(log_a=jnp.broadcast_to(log_a, batch + (n,)),
                log_b=jnp.broadcast_to(log_b, batch + (m,)), logits=logits)
+
+  def starting_from(self, g_init) -> "Problem":
+    """The same problem, its half-steps starting from ``g_init`` ``[..., M]`` (None:
+    from ``log_b``)."""
+    if g_init is not None:
+      g_init = jnp.broadcast_to(g_init, self.log_b.shape).astype(self.log_b.dtype)
+    return dataclasses.replace(self, g_init=g_init)
+
+  @property
+  def g_start(self) -> jax.Array:
+    """``[..., M]``: where the half-steps start (``g_init``, else ``log_b``)."""
+    return self.log_b if self.g_init is None else self.g_init
 
   @classmethod
   def points(cls, x, y, tau, cost, log_a, log_b, *, mask_diagonal=False,
@@ -109,7 +131,8 @@ class Problem:
     return L
 
   def as_dense(self, row_shift_ok: bool = False) -> "Problem":
-    return Problem.dense(self.dense_logits(row_shift_ok), self.log_a, self.log_b)
+    return Problem.dense(self.dense_logits(row_shift_ok), self.log_a,
+                         self.log_b).starting_from(self.g_init)
 
 
 class Result(NamedTuple):
@@ -123,10 +146,27 @@ class Result(NamedTuple):
       when no ``y`` was given).
     col_error: ``[...]``, L1 error of the column marginal of ``a_i P[i, j]`` against
       ``b`` (both normalized to mass one); zeros unless ``with_error``.
+    half_steps: ``[...]`` int32, the half-steps whose coupling this is: ``T`` without a
+      tolerance; with one, ``2k + 1`` when the coupling after ``2k`` half-steps (and the
+      row normalization) met it (the same coupling a call with ``T = 2k + 1`` returns).
+      The check itself costs one column pass more.
   """
   g: jax.Array
   barycenter: Optional[jax.Array]
   col_error: jax.Array
+  half_steps: Optional[jax.Array] = None
+
+
+def plain_half_steps(batch_shape, T: int) -> jax.Array:
+  return jnp.full(batch_shape, T, jnp.int32)
+
+
+def tolerance_error(g, log_col_sums, log_a, log_b) -> jax.Array:
+  """``[...]``: the L1 column error of the row-normalized coupling of ``g``, from the log
+  column sums ``lse_i(L + f)`` its row step left (``f`` the row scaling of ``g``): the
+  plan's columns are ``exp(g + log_col_sums)`` and its mass is ``sum(a)``."""
+  col = jnp.exp(g + log_col_sums - logsumexp(log_a, axis=-1, keepdims=True))
+  return jnp.sum(jnp.abs(col - normalized(log_b)), axis=-1)
 
 
 def normalized(log_w: jax.Array) -> jax.Array:

@@ -65,22 +65,27 @@ def _fold_batch(fn):
   return folded
 
 
-def _log_domain_g(logits, log_a, log_b, T):
-  """Column log-scaling of the plain log-domain iteration, batched: ``[B, M]``."""
-  one = lambda l, la, lb: log_engine.sinkhorn_scaling(l, 2 * (T // 2), la, lb)[1]
-  return jax.vmap(one)(logits, log_a, log_b)
+def _log_domain_g(logits, log_a, log_b, g0, T, tol=None):
+  """Column log-scaling of the plain log-domain iteration, batched: ``([B, M], [B])``."""
+  if tol is None:
+    one = lambda l, la, lb, g: (log_engine.sinkhorn_scaling(l, 2 * (T // 2), la, lb, g)[1],
+                                jnp.int32(T))
+    return jax.vmap(one)(logits, log_a, log_b, g0)
+  one = lambda l, la, lb, g, e: log_engine.column_scaling_to(l, la, lb, g, T, e)
+  return jax.vmap(one)(logits, log_a, log_b, g0, tol)
 
 
-def _plain_coupling(logits, log_a, log_b, T):
-  return jax.nn.softmax(logits + _log_domain_g(logits, log_a, log_b, T)[:, None, :], axis=2)
+def _plain_coupling(logits, log_a, log_b, g0, T):
+  g = _log_domain_g(logits, log_a, log_b, g0, T)[0]
+  return jax.nn.softmax(logits + g[:, None, :], axis=2)
 
 
-def _plain_barycenter(logits, log_a, log_b, y, T, with_col_mass):
-  g = _log_domain_g(logits, log_a, log_b, T)
+def _plain_barycenter(logits, log_a, log_b, g0, y, *tol, T, with_col_mass):
+  g, half = _log_domain_g(logits, log_a, log_b, g0, T, *tol)
   P = jax.nn.softmax(logits + g[:, None, :], axis=2)
   col = (jnp.einsum("bn,bnm->bm", jnp.exp(log_a), P, precision=_HI) if with_col_mass
          else jnp.zeros_like(log_b))
-  return jnp.einsum("bnm,bmk->bnk", P, y, precision=_HI), col, g
+  return jnp.einsum("bnm,bmk->bnk", P, y, precision=_HI), col, g, half
 
 
 @functools.lru_cache(maxsize=None)
@@ -89,8 +94,8 @@ def _coupling_fn(T: int, bound: float, exact_sum: float):
   fast = _fold_batch(functools.partial(kernel.coupling, T=T, bound=bound, exact_sum=exact_sum))
 
   @jax.custom_jvp
-  def fn(logits, log_a, log_b):
-    return fast(logits, log_a, log_b)
+  def fn(logits, log_a, log_b, g0):
+    return fast(logits, log_a, log_b, g0)
 
   @fn.defjvp
   def jvp(primals, tangents):
@@ -100,14 +105,18 @@ def _coupling_fn(T: int, bound: float, exact_sum: float):
 
 
 @functools.lru_cache(maxsize=None)
-def _barycenter_fn(T: int, bound: float, exact_sum: float, with_col_mass: bool):
-  """Batched barycentric map: scaling domain forward, plain log domain for derivatives."""
-  fast = _fold_batch(functools.partial(kernel.barycenter, T=T, bound=bound, exact_sum=exact_sum,
-                                       with_col_mass=with_col_mass))
+def _barycenter_fn(T: int, bound: float, exact_sum: float, with_col_mass: bool,
+                   with_tol: bool = False):
+  """Batched barycentric map: scaling domain forward, plain log domain for derivatives.
+  Arguments ``(logits, log_a, log_b, g0, y[, tol])``."""
+  def forward(logits, log_a, log_b, g0, y, *tol):
+    return kernel.barycenter(logits, log_a, log_b, g0, y, tol[0] if tol else None, T=T,
+                             bound=bound, exact_sum=exact_sum, with_col_mass=with_col_mass)
+  fast = _fold_batch(forward)
 
   @jax.custom_jvp
-  def fn(logits, log_a, log_b, y):
-    return fast(logits, log_a, log_b, y)
+  def fn(*args):
+    return fast(*args)
 
   @fn.defjvp
   def jvp(primals, tangents):
@@ -146,7 +155,7 @@ def row_normalized_coupling(logits: jax.Array, log_a: jax.Array, log_b: jax.Arra
   log_a = jnp.broadcast_to(log_a, batch + (n,)).reshape(-1, n)
   log_b = jnp.broadcast_to(log_b, batch + (m,)).reshape(-1, m)
   fn = _coupling_fn(int(T), float(bound), float(exact_sum))
-  return fn(logits.reshape(-1, n, m), log_a, log_b).reshape(logits.shape)
+  return fn(logits.reshape(-1, n, m), log_a, log_b, log_b).reshape(logits.shape)
 
 
 def barycentric_map(logits: jax.Array, log_a: jax.Array, log_b: jax.Array, y: jax.Array,
@@ -182,11 +191,11 @@ def barycentric_map(logits: jax.Array, log_a: jax.Array, log_b: jax.Array, y: ja
   log_b = jnp.broadcast_to(log_b, batch + (m,)).reshape(-1, m)
   y = jnp.broadcast_to(y, batch + (m, d)).reshape(-1, m, d)
   fn = _barycenter_fn(int(T), float(bound), float(exact_sum), bool(with_col_mass))
-  Py, col, _ = fn(logits.reshape(-1, n, m), log_a, log_b, y)
+  Py, col, _, _ = fn(logits.reshape(-1, n, m), log_a, log_b, log_b, y)
   return Py.reshape(batch + (n, d)), col.reshape(batch + (m,))
 
 
-def solve(problem: Problem, T: int, y=None, *, with_error: bool = False) -> Result:
+def solve(problem: Problem, T: int, y=None, *, with_error: bool = False, tol=None) -> Result:
   """``T`` half-steps in the scaling domain (the contract:
   :mod:`sdrift_jax.solvers.problem`). Needs strictly positive marginals."""
   L = problem.dense_logits()
@@ -195,18 +204,27 @@ def solve(problem: Problem, T: int, y=None, *, with_error: bool = False) -> Resu
   y_in = jnp.zeros(batch + (m, 1), L.dtype) if y is None else y
   d = y_in.shape[-1]
   y_in = jnp.broadcast_to(y_in, batch + (m, d)).reshape(-1, m, d)
-  fn = _barycenter_fn(int(T), float(kernel.BOUND), float(kernel.TINY_SUM), bool(with_error))
-  Py, col, g = fn(L.reshape(-1, n, m), problem.log_a.reshape(-1, n),
-                  problem.log_b.reshape(-1, m), y_in)
+  fn = _barycenter_fn(int(T), float(kernel.BOUND), float(kernel.TINY_SUM), bool(with_error),
+                      tol is not None)
+  tols = () if tol is None else (
+      jnp.broadcast_to(jnp.asarray(tol, L.dtype), batch).reshape(-1),)
+  Py, col, g, half = fn(L.reshape(-1, n, m), problem.log_a.reshape(-1, n),
+                        problem.log_b.reshape(-1, m), problem.g_start.reshape(-1, m), y_in,
+                        *tols)
   if with_error:
     mass = jnp.sum(jnp.exp(problem.log_a), axis=-1, keepdims=True).reshape(-1, 1)
     err = jnp.sum(jnp.abs(col / mass - problem_lib.normalized(problem.log_b.reshape(-1, m))),
                   axis=-1).reshape(batch)
   else:
     err = jnp.zeros(batch, L.dtype)
-  return Result(g.reshape(batch + (m,)), None if y is None else Py.reshape(batch + (n, d)), err)
+  return Result(g.reshape(batch + (m,)), None if y is None else Py.reshape(batch + (n, d)), err,
+                half.reshape(batch))
 
 
 def coupling(problem: Problem, T: int) -> jax.Array:
   """The row-normalized coupling ``[..., N, M]`` after ``T`` half-steps."""
-  return row_normalized_coupling(problem.dense_logits(), problem.log_a, problem.log_b, T)
+  L = problem.dense_logits()
+  n, m = problem.shape
+  fn = _coupling_fn(int(T), float(kernel.BOUND), float(kernel.TINY_SUM))
+  return fn(L.reshape(-1, n, m), problem.log_a.reshape(-1, n), problem.log_b.reshape(-1, m),
+            problem.g_start.reshape(-1, m)).reshape(L.shape)
