@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import functools
 import math
-from typing import NamedTuple
+from typing import NamedTuple, Optional
 
 import jax
 import jax.numpy as jnp
@@ -17,7 +17,9 @@ from jax.scipy.special import logsumexp
 from sdrift_jax import costs as costs_lib
 from sdrift_jax import solvers
 from sdrift_jax.drift import couplings
+from sdrift_jax.drift import warm
 from sdrift_jax.solvers import problem as problem_lib
+from sdrift_jax.solvers import start as start_lib
 from sdrift_jax.solvers.problem import Problem
 
 __all__ = ["FeatureDrift", "feature_drift", "uncond_weight"]
@@ -43,12 +45,19 @@ class FeatureDrift(NamedTuple):
       form, that of the positive block of the unit-mass joint plan against its target.
     marginal_error_neg: the same for the negatives, against the Sinkhorn target
       (uniform, or the CFG column weights with ``weighted_cols``).
+    state: a :class:`~sdrift_jax.drift.warm.DriftState` over the raw features (rows
+      ``[L, N, C]``, potentials ``[K, 2, L, N]``), what ``init=`` takes at the next call;
+      None unless asked for.
+    half_steps: ``[K]`` int32, the most half-steps any location's coupling used (``T``
+      without ``tol``).
   """
   drift: jax.Array
   scale: jax.Array
   theta: jax.Array
   marginal_error_pos: jax.Array
   marginal_error_neg: jax.Array
+  state: Optional[warm.DriftState] = None
+  half_steps: Optional[jax.Array] = None
 
 
 def uncond_weight(omega, n_neg: int, n_uncond: int) -> jax.Array:
@@ -115,10 +124,12 @@ def _log_weighted_cols(n_gen, n_uncond, w, dtype):
 
 @functools.partial(jax.jit, static_argnames=(
     "form", "normalization", "T", "cost", "feature_scale", "normalize", "mask_coupling",
-    "exclude_diagonal", "unit_vectors", "uncond_marginal", "aggregate_kernels", "algorithm"))
-def feature_drift(x, y_pos, y_unc, taus, omega, *, form, normalization, T, cost,
-                  feature_scale, normalize, mask_coupling, exclude_diagonal, unit_vectors,
-                  uncond_marginal, aggregate_kernels, algorithm):
+    "exclude_diagonal", "unit_vectors", "uncond_marginal", "aggregate_kernels", "algorithm",
+    "anneal", "with_state"))
+def feature_drift(x, y_pos, y_unc, taus, omega, tol=None, init=None, *, form, normalization,
+                  T, cost, feature_scale, normalize, mask_coupling, exclude_diagonal,
+                  unit_vectors, uncond_marginal, aggregate_kernels, algorithm, anneal=(),
+                  with_state=False):
   x, y_pos, taus, omega = jax.lax.stop_gradient((x, y_pos, taus, omega))
   dtype = x.dtype
   N, L, C = x.shape
@@ -190,21 +201,54 @@ def feature_drift(x, y_pos, y_unc, taus, omega, *, form, normalization, T, cost,
                                      neg.log_b if tgt_neg is None else tgt_neg)
     return _side_drift(W_pos, W_neg), e_pos, e_neg
 
-  def split(lp, ln):
-    pos, neg, tgt_pos, tgt_neg = problems(lp, ln)
-    side = functools.partial(couplings.split_barycenter, normalization=normalization, T=T,
-                             engine=engine, with_error=True, reference_rows=True)
-    (Py_pos, e_pos), (Py_neg, e_neg) = (side(pos, yn_pos, log_target=tgt_pos),
-                                        side(neg, yn_neg, log_target=tgt_neg))
-    return Py_pos - Py_neg, e_pos, e_neg
+  # Warm starts and exported potentials (Sinkhorn): in raw feature units, where the
+  # temperature is t = S tau sqrt(C) and the kernel's log column weights are ``bias``.
+  bias_pos = -log_c_pos
+  bias_neg = -log_c_neg if col_bias is None else col_bias - log_c_neg
+  bias_joint = -log_c_joint
+  bcast = lambda v, n: jnp.broadcast_to(v, (L, n))
 
-  def joint(lp, ln):
+  def start(F, cols, log_c, bias, t):
+    if init is None:
+      return None
+    return warm.side_start(F, init, cols, bcast(log_c, cols.shape[1]),
+                           bcast(bias, cols.shape[1]), t, cost)
+
+  def potential(cols, g, bias, t, mask=False):
+    return start_lib.row_potential(xl, cols, g + bias, t, cost, mask)
+
+  def split(lp, ln, t, F):
+    pos, neg, tgt_pos, tgt_neg = problems(lp, ln)
+    if sinkhorn:
+      pos = pos.starting_from(start(None if F is None else F[0], ypl, log_c_pos, bias_pos, t))
+      neg = neg.starting_from(start(None if F is None else F[1], ynl, log_c_neg, bias_neg, t))
+    side = functools.partial(couplings.split_barycenter, normalization=normalization, T=T,
+                             engine=engine, with_error=True, reference_rows=True, tol=tol,
+                             anneal=anneal)
+    rp, rn = side(pos, yn_pos, log_target=tgt_pos), side(neg, yn_neg, log_target=tgt_neg)
+    F_new = None
+    if with_state:
+      F_new = jnp.stack([potential(ypl, rp.g, bias_pos, t),
+                         potential(ynl, rn.g, bias_neg, t, mask_coupling)])
+    return (rp.barycenter - rn.barycenter, rp.col_error, rn.col_error, F_new,
+            jnp.maximum(jnp.max(rp.half_steps), jnp.max(rn.half_steps)))
+
+  def joint(lp, ln, t, F):
     logits = jnp.concatenate([lp, ln], axis=-1)
+    cols = jnp.concatenate([ypl, ynl], axis=1)
     problem = (Problem.dense(logits - log_c_joint, log_r, log_c_joint) if sinkhorn
                else Problem.dense(logits, zeros(N), zeros(P + M)))
-    W_pos, W_neg, A = couplings.joint_weights(problem, P, normalization=normalization, T=T)
+    if sinkhorn:
+      problem = problem.starting_from(start(None if F is None else F[0], cols, log_c_joint,
+                                            bias_joint, t))
+    W_pos, W_neg, A, half, g = couplings.joint_weights(
+        problem, P, normalization=normalization, T=T, tol=tol, anneal=anneal)
     e_pos, e_neg = couplings.joint_column_errors(A, P, log_c_joint)
-    return _side_drift(W_pos, W_neg), e_pos, e_neg
+    F_new = None
+    if with_state:
+      Fj = potential(cols, g, bias_joint, t)
+      F_new = jnp.stack([Fj, jnp.zeros_like(Fj)])
+    return _side_drift(W_pos, W_neg), e_pos, e_neg, F_new, jnp.max(half)
 
   def _side_drift(W_pos, W_neg):
     if unit_vectors:
@@ -224,40 +268,57 @@ def feature_drift(x, y_pos, y_unc, taus, omega, *, form, normalization, T, cost,
       ln = ln + col_bias
     return -d_pos / (S * temp), mask(ln)
 
-  def drift_of(lp, ln):
+  def drift_of(lp, ln, t=None, F=None):
     if form == "joint":
-      v, e_pos, e_neg = joint(lp, ln)
+      v, e_pos, e_neg, F_new, half = joint(lp, ln, t, F)
     elif unit_vectors or post_omega is not None:
-      v, e_pos, e_neg = split_dense(lp, ln)
+      (v, e_pos, e_neg), F_new, half = split_dense(lp, ln), None, jnp.int32(T)
     else:
-      v, e_pos, e_neg = split(lp, ln)
-    return v, jnp.mean(e_pos), jnp.mean(e_neg)
+      v, e_pos, e_neg, F_new, half = split(lp, ln, t, F)
+    return v, jnp.mean(e_pos), jnp.mean(e_neg), F_new, half
 
-  def blocked_drift_at(tau):
+  def blocked_drift_at(tau, F):
     # The point problems of the split Sinkhorn: raw points at tau_eff = S tau sqrt(C).
     t = S * tau * math.sqrt(C)
-    pos = Problem.points(xl, ypl, t, cost, log_r, log_c_pos,
-                         col_bias=jnp.broadcast_to(-log_c_pos, (L, P)))
-    bias = -log_c_neg if col_bias is None else col_bias - log_c_neg
+    pos = Problem.points(xl, ypl, t, cost, log_r, log_c_pos, col_bias=bcast(bias_pos, P))
     neg = Problem.points(xl, ynl, t, cost, log_r, log_c_neg, mask_diagonal=mask_coupling,
-                         col_bias=jnp.broadcast_to(bias, (L, M)))
+                         col_bias=bcast(bias_neg, M))
+    pos = pos.starting_from(start(F[0] if F is not None else None, ypl, log_c_pos,
+                                  bias_pos, t))
+    neg = neg.starting_from(start(F[1] if F is not None else None, ynl, log_c_neg,
+                                  bias_neg, t))
     side = functools.partial(couplings.split_barycenter, normalization=normalization, T=T,
-                             engine=engine, with_error=True)
-    (Py_pos, e_pos), (Py_neg, e_neg) = side(pos, yn_pos), side(neg, yn_neg)
-    return Py_pos - Py_neg, jnp.mean(e_pos), jnp.mean(e_neg)
+                             engine=engine, with_error=True, tol=tol, anneal=anneal)
+    rp, rn = side(pos, yn_pos), side(neg, yn_neg)
+    F_new = None
+    if with_state:
+      F_new = jnp.stack([potential(ypl, rp.g, bias_pos, t),
+                         potential(ynl, rn.g, bias_neg, t, mask_coupling)])
+    return (rp.barycenter - rn.barycenter, jnp.mean(rp.col_error), jnp.mean(rn.col_error),
+            F_new, jnp.maximum(jnp.max(rp.half_steps), jnp.max(rn.half_steps)))
 
   K = taus.shape[0]
   if aggregate_kernels:
     # One coupling from the kernel averaged over temperatures, shared by all of them.
     lps, lns = jax.vmap(dense_logits_at)(taus)
     avg = lambda l: jnp.maximum(logsumexp(l, axis=0) - math.log(K), _LOG_MIN_KERNEL)
-    v, e_pos, e_neg = drift_of(avg(lps), avg(lns))
+    v, e_pos, e_neg, _, half = drift_of(avg(lps), avg(lns))
     theta = jnp.sqrt(jnp.maximum(jnp.mean(v * v), _MIN_THETA_SQ))
     V = K * (v / theta if normalize else v)
     rep = lambda a: jnp.full((K,), a)
-    return FeatureDrift(jnp.swapaxes(V, 0, 1), S, rep(theta), rep(e_pos), rep(e_neg))
+    return FeatureDrift(jnp.swapaxes(V, 0, 1), S, rep(theta), rep(e_pos), rep(e_neg), None,
+                        rep(half))
 
-  drift_at = blocked_drift_at if blocked else (lambda tau: drift_of(*dense_logits_at(tau)))
-  V, thetas, (e_pos, e_neg) = couplings.rms_normalized_sum(
-      drift_at, taus.astype(dtype), normalize=normalize, min_mean_square=_MIN_THETA_SQ)
-  return FeatureDrift(jnp.swapaxes(V, 0, 1), S, thetas, e_pos, e_neg)
+  def drift_at(args):
+    tau, F = args
+    if blocked:
+      return blocked_drift_at(tau, F)
+    return drift_of(*dense_logits_at(tau), S * tau * math.sqrt(C), F)
+
+  if init is not None:
+    init = jax.tree.map(lambda v: v if v.dtype == bool else v.astype(dtype), init)
+  V, thetas, (e_pos, e_neg, F_new, half) = couplings.rms_normalized_sum(
+      drift_at, (taus.astype(dtype), None if init is None else init.potentials),
+      normalize=normalize, min_mean_square=_MIN_THETA_SQ)
+  state = None if F_new is None else warm.DriftState(xl, log_r, F_new, jnp.array(True))
+  return FeatureDrift(jnp.swapaxes(V, 0, 1), S, thetas, e_pos, e_neg, state, half)

@@ -68,6 +68,8 @@ from sdrift_jax import solvers
 from sdrift_jax import validation
 from sdrift_jax.drift import couplings
 from sdrift_jax.solvers import select
+from sdrift_jax.drift import field
+from sdrift_jax.drift import warm
 from sdrift_jax.drift.features import FeatureDrift, uncond_weight
 
 __all__ = [
@@ -187,7 +189,8 @@ def feature_drift(x, y_pos, y_uncond=None, *, tau, omega=1.0, normalization="sin
                   normalize: bool = True, mask_self: Optional[bool] = None,
                   unit_vectors: bool = False, uncond_marginal: str = "weighted_cols",
                   aggregate_kernels: bool = False, algorithm: str = "auto",
-                  check_finite: Optional[bool] = None) -> FeatureDrift:
+                  check_finite: Optional[bool] = None, tol=None, init=None, anneal=None,
+                  with_state: Optional[bool] = None) -> FeatureDrift:
   """The drift of one feature set, as the reference codes' loss computes it.
 
   Pure and jitted (``tau`` and ``omega`` are traced; the rest is static); usable under
@@ -236,6 +239,12 @@ def feature_drift(x, y_pos, y_uncond=None, *, tau, omega=1.0, normalization="sin
       outside ``jax.jit``; one fused reduction and one host sync), off when they are
       traced, where the values do not exist yet and a bad row silently makes every
       output row NaN. ``True`` with traced inputs raises; ``False`` skips.
+    tol, init, anneal: the Sinkhorn convergence controls of
+      :func:`sdrift_jax.drift_field` (stopping tolerance on each location's L1 column
+      error, a warm start from an earlier call's ``.state``, epsilon annealing);
+      Sinkhorn without ``unit_vectors``, ``post_guidance`` or ``aggregate_kernels``.
+    with_state: return ``.state`` (two passes over the costs per temperature). None
+      (default): for the Sinkhorn normalization (where warm starts apply).
 
   Returns:
     A :class:`FeatureDrift`.
@@ -247,7 +256,21 @@ def feature_drift(x, y_pos, y_uncond=None, *, tau, omega=1.0, normalization="sin
   args, static = _prepare(x, y_pos, y_uncond, tau, omega, normalization, form, T, cost,
                           feature_scale, normalize, mask_self, unit_vectors,
                           uncond_marginal, aggregate_kernels, algorithm, check_finite)
-  return core.feature_drift(*args, **static)
+  tol, levels = field.check_convergence(tol, anneal, static["T"], static["normalization"],
+                                        init is not None)
+  iterative = static["normalization"] == "sinkhorn" and not (
+      static["unit_vectors"] or static["uncond_marginal"] == "post_guidance"
+      or static["aggregate_kernels"])
+  if not iterative and (tol is not None or levels or init is not None or with_state):
+    raise ValueError("tol, init, anneal and with_state need the Sinkhorn coupling without "
+                     "unit_vectors, uncond_marginal='post_guidance' or aggregate_kernels")
+  if init is not None:
+    N, L, C = args[0].shape
+    warm.check_state(init, 3, C, args[3].shape[0], "feature_drift")
+    if init.x.shape[0] != L:
+      raise ValueError(f"init holds {init.x.shape[0]} locations; this call has {L}")
+  with_state = iterative if with_state is None else bool(with_state)
+  return core.feature_drift(*args, tol, init, anneal=levels, with_state=with_state, **static)
 
 
 def feature_drift_loss(x, y_pos, y_uncond=None, **kwargs) -> jax.Array:

@@ -77,7 +77,9 @@ def potentials(problem: Problem, T: int, tol=None
     g, half = column_scaling_to(L, la, lb, g0, T, tols[0])
     return row_step(L, g, la), g, half
   args = (problem.dense_logits(), problem.log_a, problem.log_b, problem.g_start)
-  return _batched(one, len(problem.batch_shape))(*args, *(() if tol is None else (tol,)))
+  if tol is not None:
+    args += (jnp.broadcast_to(jnp.asarray(tol, problem.log_b.dtype), problem.batch_shape),)
+  return _batched(one, len(problem.batch_shape))(*args)
 
 
 def column_scaling_to(L, log_a, log_b, g0, T: int, tol):
