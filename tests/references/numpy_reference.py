@@ -130,3 +130,40 @@ def drift(x, y_pos, y_neg, tau, T=41, normalization="sinkhorn", cost_name="sqeuc
       return V
     total = total + V / np.sqrt(np.mean(V * V))
   return total
+
+
+def converged_column_scaling(L, la, lb, g0=None, tol=1e-12, max_iter=200000):
+  """float64 log-domain Sinkhorn from ``g0`` (default ``log b``) until the row-normalized
+  coupling's L1 column error is ``<= tol``: ``(g, half_steps)`` with ``half_steps`` the
+  ``2k + 1`` of the ``k`` full iterations done before the check that met ``tol``."""
+  g = lb.copy() if g0 is None else np.asarray(g0, np.float64).copy()
+  b = np.exp(lb - logsumexp(lb))
+  for k in range(max_iter):
+    f = la - logsumexp(L + g[None, :], axis=1)
+    log_sums = logsumexp(L + f[:, None], axis=0)
+    col = np.exp(g + log_sums - logsumexp(la))
+    if np.abs(col - b).sum() <= tol:
+      return g, 2 * k + 1
+    g = lb - log_sums
+  raise RuntimeError("no convergence")
+
+
+def c_transform_start(x_prev, la_prev, F_prev, y, lb, tau, cost_name="sqeuclidean"):
+  """``g0_j = log b_j - logsumexp_i(log a_i + (F_i - C(x_i, y_j)) / tau)``."""
+  C = cost(np.asarray(x_prev, np.float64), np.asarray(y, np.float64), cost_name)
+  return lb - logsumexp(la_prev[:, None] + (F_prev[:, None] - C) / tau, axis=0)
+
+
+def converged_drift(x, y_pos, y_neg, tau, cost_name="sqeuclidean", tol=1e-12):
+  """float64 drift of the converged split Sinkhorn couplings (uniform weights)."""
+  x, y_pos = np.asarray(x, np.float64), np.asarray(y_pos, np.float64)
+  y_neg = x if y_neg is None else np.asarray(y_neg, np.float64)
+  la = np.full(len(x), -np.log(len(x)))
+  out = 0.0
+  for y, sign in ((y_pos, 1.0), (y_neg, -1.0)):
+    L = -cost(x, y, cost_name) / tau
+    lb = np.full(len(y), -np.log(len(y)))
+    g, _ = converged_column_scaling(L, la, lb, tol=tol)
+    P = np.exp(_log_row_softmax(L + g[None, :]))
+    out = out + sign * (P @ y)
+  return out
