@@ -7,6 +7,7 @@ evaluation and training are imported from their packages.
 from sdrift_jax.costs import COSTS, pairwise_cost
 from sdrift_jax.drift.couplings import FORMS
 from sdrift_jax.drift.field import NORMALIZATIONS, DriftInfo, drift_field, drift_field_with_info
+from sdrift_jax.drift.warm import DriftState
 from sdrift_jax.drift.loss import (FeatureDrift, feature_drift, feature_drift_loss,
                                    feature_sets_loss, uncond_weight)
 from sdrift_jax.drift.spec import DriftSpec
@@ -19,6 +20,7 @@ __all__ = [
     "FORMS",
     "NORMALIZATIONS",
     "DriftInfo",
+    "DriftState",
     "DriftSpec",
     "FeatureDrift",
     "SinkhornOutput",

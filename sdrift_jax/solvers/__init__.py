@@ -5,7 +5,7 @@
 :mod:`~sdrift_jax.solvers.blocked` (row tiles, costs recomputed: no ``N x M`` matrix).
 :mod:`~sdrift_jax.solvers.ot` holds the entropic OT value and the Sinkhorn divergence.
 """
-from sdrift_jax.solvers import blocked, log, scaling
+from sdrift_jax.solvers import blocked, log, scaling, start
 from sdrift_jax.solvers.problem import Problem, Result
 from sdrift_jax.solvers.select import ALGORITHMS, resolve_algorithm
 
@@ -13,4 +13,4 @@ from sdrift_jax.solvers.select import ALGORITHMS, resolve_algorithm
 ENGINES = {"log": log, "scaling": scaling, "blocked": blocked}
 
 __all__ = ["ALGORITHMS", "ENGINES", "Problem", "Result", "blocked", "log", "resolve_algorithm",
-           "scaling"]
+           "scaling", "start"]
