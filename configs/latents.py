@@ -50,7 +50,8 @@ def base_config():
   # units (its FFHQ script has no feature normalization): the drift_field objective.
   c.drift = ml_collections.ConfigDict(dict(normalization="sinkhorn", T=61, tau=1.0,
                                            cost="sqeuclidean", mask_self=False,
-                                           algorithm="auto", relative_tau=False))
+                                           algorithm="auto", relative_tau=False,
+                                           **objectives.CONVERGENCE_DEFAULTS))
   c.baseline = ml_collections.ConfigDict(dict(normalization="two_sided_joint", mask_self=True))
   c.loss = objectives.loss_config()
   c.guidance = objectives.guidance_config()

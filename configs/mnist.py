@@ -75,7 +75,8 @@ def get_config(arg=None):
   # normalization, cost, tau and mask_self are set per sweep setting.
   c.drift = ml_collections.ConfigDict(dict(normalization="sinkhorn", T=41, tau=0.01,
                                            cost="sqeuclidean", mask_self=False,
-                                           algorithm="auto"))
+                                           algorithm="auto",
+                                           **objectives.CONVERGENCE_DEFAULTS))
   c.baseline = ml_collections.ConfigDict(dict(normalization="two_sided_joint", mask_self=True))
   c.loss = objectives.loss_config()
   c.guidance = objectives.guidance_config()

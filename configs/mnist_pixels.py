@@ -63,7 +63,8 @@ def get_config(arg=None):
   # normalization, tau and mask_self are set per sweep setting.
   c.drift = ml_collections.ConfigDict(dict(normalization="sinkhorn", T=21,
                                            tau=REFERENCE_TAUS, cost="euclidean",
-                                           mask_self=False, algorithm="auto"))
+                                           mask_self=False, algorithm="auto",
+                                           **objectives.CONVERGENCE_DEFAULTS))
   c.baseline = ml_collections.ConfigDict(dict(normalization="two_sided", form="joint",
                                               mask_self=True))
   c.loss = objectives.loss_config(objective="feature_drift")

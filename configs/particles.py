@@ -13,6 +13,7 @@ Variants: ``smoke`` (few steps, two temperatures, no GIF); ``key=value`` for fie
 import ml_collections
 
 from experiments import config_lib
+from sdrift_jax.training import objectives
 
 
 VARIANTS = {
@@ -39,6 +40,8 @@ def get_config(arg=None):
       gif_steps=500,
       gif_every=5,
   ))
+  # The Sinkhorn panel's convergence controls (the baselines have no half-steps).
+  c.drift = ml_collections.ConfigDict(objectives.CONVERGENCE_DEFAULTS)
   if "smoke" in flags:
     c.particles.steps = 20
     c.particles.taus = (0.1, 1.0)

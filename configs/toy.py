@@ -66,7 +66,8 @@ def get_config(arg=None):
                                            init="flax", activation="relu"))
   c.drift = ml_collections.ConfigDict(dict(normalization="sinkhorn", T=41, tau=0.1,
                                            cost="sqeuclidean", mask_self=False,
-                                           algorithm="auto", relative_tau=False))
+                                           algorithm="auto", relative_tau=False,
+                                           **objectives.CONVERGENCE_DEFAULTS))
   # config.loss.objective='feature_drift' trains with the reference codes' loss instead.
   c.loss = objectives.loss_config()
   c.optim = config_lib.optimizer_config("adam", 1e-3)

@@ -108,9 +108,15 @@ def method_axis() -> Axis:
 
 
 def apply_mask_rule(config) -> None:
-  """The mask rule (module docstring): no self-mask for the Sinkhorn drift."""
+  """The mask rule (module docstring): no self-mask for the Sinkhorn drift; the
+  convergence controls (``drift.tol``, ``anneal_*``, ``warm_start``) apply to the
+  Sinkhorn settings only (the baselines have no half-steps)."""
   if config.drift.normalization == "sinkhorn":
     config.drift.mask_self = False
+  else:
+    for key, off in objectives.CONVERGENCE_DEFAULTS.items():
+      if key in config.drift:
+        config.drift[key] = off
 
 
 def settings(config, axes: Sequence[Axis]) -> list[dict]:
@@ -170,6 +176,11 @@ def run_sweep(config, workdir: str, *, axes: Sequence[Axis],
   if config.drift.mask_self and any(s.drift.normalization == "sinkhorn" for s in subs):
     log.info("drift.mask_self applies to the one- and two-sided baselines; the Sinkhorn "
              "drift is trained unmasked")
+  controls = {k: v for k, v in objectives.CONVERGENCE_DEFAULTS.items()
+              if config.drift.get(k, v) != v}
+  if controls and any(s.drift.normalization != "sinkhorn" for s in subs):
+    log.info("drift.%s apply to the Sinkhorn settings; the baselines have no half-steps",
+             ", ".join(sorted(controls)))
   t_start = time.perf_counter()
   # Before anything is written: what prepare refuses (missing data, a device layout that
   # cannot work) leaves no workdir behind.

@@ -19,7 +19,6 @@ from sdrift_jax import solvers
 from sdrift_jax.drift import couplings
 from sdrift_jax.drift import warm
 from sdrift_jax.solvers import problem as problem_lib
-from sdrift_jax.solvers import start as start_lib
 from sdrift_jax.solvers.problem import Problem
 
 __all__ = ["FeatureDrift", "feature_drift", "uncond_weight"]
@@ -201,54 +200,50 @@ def feature_drift(x, y_pos, y_unc, taus, omega, tol=None, init=None, *, form, no
                                      neg.log_b if tgt_neg is None else tgt_neg)
     return _side_drift(W_pos, W_neg), e_pos, e_neg
 
-  # Warm starts and exported potentials (Sinkhorn): in raw feature units, where the
+  # Warm starts and the exported state (Sinkhorn), in raw feature units, where the
   # temperature is t = S tau sqrt(C) and the kernel's log column weights are ``bias``.
   bias_pos = -log_c_pos
   bias_neg = -log_c_neg if col_bias is None else col_bias - log_c_neg
-  bias_joint = -log_c_joint
   bcast = lambda v, n: jnp.broadcast_to(v, (L, n))
+  bias_joint = -log_c_joint + jnp.concatenate(
+      [jnp.zeros((P,), dtype), jnp.zeros((M,), dtype) if col_bias is None else col_bias])
+  new_cols = ((ypl, bcast(log_c_pos, P), bcast(bias_pos, P)),
+              (ynl, bcast(log_c_neg, M), bcast(bias_neg, M)))
+  joint_cols = ((ypl, bcast(log_c_joint[:P], P), bcast(bias_joint[:P], P)),
+                (ynl, bcast(log_c_joint[P:], M), bcast(bias_joint[P:], M)))
 
-  def start(F, cols, log_c, bias, t):
+  def start(k, t, joint=False):
     if init is None:
-      return None
-    return warm.side_start(F, init, cols, bcast(log_c, cols.shape[1]),
-                           bcast(bias, cols.shape[1]), t, cost)
+      return None, None
+    return warm.starts(init, k, joint_cols if joint else new_cols, t, cost, joint)
 
-  def potential(cols, g, bias, t, mask=False):
-    return start_lib.row_potential(xl, cols, g + bias, t, cost, mask)
-
-  def split(lp, ln, t, F):
+  def split(lp, ln, t, k):
     pos, neg, tgt_pos, tgt_neg = problems(lp, ln)
     if sinkhorn:
-      pos = pos.starting_from(start(None if F is None else F[0], ypl, log_c_pos, bias_pos, t))
-      neg = neg.starting_from(start(None if F is None else F[1], ynl, log_c_neg, bias_neg, t))
+      g_pos, g_neg = start(k, t)
+      pos, neg = pos.starting_from(g_pos), neg.starting_from(g_neg)
     side = functools.partial(couplings.split_barycenter, normalization=normalization, T=T,
                              engine=engine, with_error=True, reference_rows=True, tol=tol,
                              anneal=anneal)
     rp, rn = side(pos, yn_pos, log_target=tgt_pos), side(neg, yn_neg, log_target=tgt_neg)
-    F_new = None
-    if with_state:
-      F_new = jnp.stack([potential(ypl, rp.g, bias_pos, t),
-                         potential(ynl, rn.g, bias_neg, t, mask_coupling)])
-    return (rp.barycenter - rn.barycenter, rp.col_error, rn.col_error, F_new,
+    h = (rp.g + bias_pos, rn.g + bias_neg) if with_state else None
+    return (rp.barycenter - rn.barycenter, rp.col_error, rn.col_error, h,
             jnp.maximum(jnp.max(rp.half_steps), jnp.max(rn.half_steps)))
 
-  def joint(lp, ln, t, F):
+  def joint(lp, ln, t, k):
     logits = jnp.concatenate([lp, ln], axis=-1)
-    cols = jnp.concatenate([ypl, ynl], axis=1)
     problem = (Problem.dense(logits - log_c_joint, log_r, log_c_joint) if sinkhorn
                else Problem.dense(logits, zeros(N), zeros(P + M)))
     if sinkhorn:
-      problem = problem.starting_from(start(None if F is None else F[0], cols, log_c_joint,
-                                            bias_joint, t))
+      problem = problem.starting_from(start(k, t, joint=True)[0])
     W_pos, W_neg, A, half, g = couplings.joint_weights(
         problem, P, normalization=normalization, T=T, tol=tol, anneal=anneal)
     e_pos, e_neg = couplings.joint_column_errors(A, P, log_c_joint)
-    F_new = None
+    h = None
     if with_state:
-      Fj = potential(cols, g, bias_joint, t)
-      F_new = jnp.stack([Fj, jnp.zeros_like(Fj)])
-    return _side_drift(W_pos, W_neg), e_pos, e_neg, F_new, jnp.max(half)
+      hj = g + bias_joint
+      h = (hj[..., :P], hj[..., P:])
+    return _side_drift(W_pos, W_neg), e_pos, e_neg, h, jnp.max(half)
 
   def _side_drift(W_pos, W_neg):
     if unit_vectors:
@@ -268,34 +263,29 @@ def feature_drift(x, y_pos, y_unc, taus, omega, tol=None, init=None, *, form, no
       ln = ln + col_bias
     return -d_pos / (S * temp), mask(ln)
 
-  def drift_of(lp, ln, t=None, F=None):
+  def drift_of(lp, ln, t=None, k=None):
     if form == "joint":
-      v, e_pos, e_neg, F_new, half = joint(lp, ln, t, F)
+      v, e_pos, e_neg, h, half = joint(lp, ln, t, k)
     elif unit_vectors or post_omega is not None:
-      (v, e_pos, e_neg), F_new, half = split_dense(lp, ln), None, jnp.int32(T)
+      (v, e_pos, e_neg), h, half = split_dense(lp, ln), None, jnp.int32(T)
     else:
-      v, e_pos, e_neg, F_new, half = split(lp, ln, t, F)
-    return v, jnp.mean(e_pos), jnp.mean(e_neg), F_new, half
+      v, e_pos, e_neg, h, half = split(lp, ln, t, k)
+    return v, jnp.mean(e_pos), jnp.mean(e_neg), h, half
 
-  def blocked_drift_at(tau, F):
+  def blocked_drift_at(tau, k):
     # The point problems of the split Sinkhorn: raw points at tau_eff = S tau sqrt(C).
     t = S * tau * math.sqrt(C)
+    g_pos, g_neg = start(k, t)
     pos = Problem.points(xl, ypl, t, cost, log_r, log_c_pos, col_bias=bcast(bias_pos, P))
     neg = Problem.points(xl, ynl, t, cost, log_r, log_c_neg, mask_diagonal=mask_coupling,
                          col_bias=bcast(bias_neg, M))
-    pos = pos.starting_from(start(F[0] if F is not None else None, ypl, log_c_pos,
-                                  bias_pos, t))
-    neg = neg.starting_from(start(F[1] if F is not None else None, ynl, log_c_neg,
-                                  bias_neg, t))
+    pos, neg = pos.starting_from(g_pos), neg.starting_from(g_neg)
     side = functools.partial(couplings.split_barycenter, normalization=normalization, T=T,
                              engine=engine, with_error=True, tol=tol, anneal=anneal)
     rp, rn = side(pos, yn_pos), side(neg, yn_neg)
-    F_new = None
-    if with_state:
-      F_new = jnp.stack([potential(ypl, rp.g, bias_pos, t),
-                         potential(ynl, rn.g, bias_neg, t, mask_coupling)])
+    h = (rp.g + bias_pos, rn.g + bias_neg) if with_state else None
     return (rp.barycenter - rn.barycenter, jnp.mean(rp.col_error), jnp.mean(rn.col_error),
-            F_new, jnp.maximum(jnp.max(rp.half_steps), jnp.max(rn.half_steps)))
+            h, jnp.maximum(jnp.max(rp.half_steps), jnp.max(rn.half_steps)))
 
   K = taus.shape[0]
   if aggregate_kernels:
@@ -310,15 +300,19 @@ def feature_drift(x, y_pos, y_unc, taus, omega, tol=None, init=None, *, form, no
                         rep(half))
 
   def drift_at(args):
-    tau, F = args
+    tau, k = args
     if blocked:
-      return blocked_drift_at(tau, F)
-    return drift_of(*dense_logits_at(tau), S * tau * math.sqrt(C), F)
+      return blocked_drift_at(tau, k)
+    return drift_of(*dense_logits_at(tau), S * tau * math.sqrt(C), k)
 
   if init is not None:
     init = jax.tree.map(lambda v: v if v.dtype == bool else v.astype(dtype), init)
-  V, thetas, (e_pos, e_neg, F_new, half) = couplings.rms_normalized_sum(
-      drift_at, (taus.astype(dtype), None if init is None else init.potentials),
+  taus = taus.astype(dtype)
+  V, thetas, (e_pos, e_neg, h, half) = couplings.rms_normalized_sum(
+      drift_at, (taus, None if init is None else (init.h_pos, init.h_neg, init.tau)),
       normalize=normalize, min_mean_square=_MIN_THETA_SQ)
-  state = None if F_new is None else warm.DriftState(xl, log_r, F_new, jnp.array(True))
+  state = None
+  if h is not None:
+    state = warm.DriftState(xl, log_r, ypl, ynl, h[0], h[1], S * taus * math.sqrt(C),
+                            jnp.array(True))
   return FeatureDrift(jnp.swapaxes(V, 0, 1), S, thetas, e_pos, e_neg, state, half)

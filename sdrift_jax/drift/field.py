@@ -22,10 +22,9 @@ from sdrift_jax.drift import couplings
 from sdrift_jax.drift import warm
 from sdrift_jax.solvers import problem as problem_lib
 from sdrift_jax.solvers import select
-from sdrift_jax.solvers import start as start_lib
 from sdrift_jax.solvers.problem import Problem
 
-__all__ = ["DriftInfo", "DriftState", "NORMALIZATIONS", "check_convergence", "check_options",
+__all__ = ["DriftInfo", "DriftState", "NORMALIZATIONS", "check_options",
            "compute", "drift_field", "drift_field_with_info"]
 
 DriftState = warm.DriftState
@@ -76,34 +75,6 @@ def check_options(normalization, form, T, cost, mask_self, algorithm, relative_t
   return normalization, form, T, cost
 
 
-def check_convergence(tol, anneal, T, normalization, warm_start):
-  """``(tol as an array or None, annealing levels)``, checked: ``tol`` a finite number
-  ``> 0`` (None: off), ``anneal`` None or ``(start, decay)`` with ``start >= 1``,
-  ``0 < decay < 1`` and its levels leaving at least one half-step of ``T``; all three
-  need the Sinkhorn normalization."""
-  if (tol is not None or anneal is not None or warm_start) and normalization != "sinkhorn":
-    raise ValueError(f"tol, init and anneal control Sinkhorn half-steps; normalization "
-                     f"{normalization!r} has none")
-  if tol is not None and not isinstance(tol, jax.core.Tracer):
-    try:
-      value = None if isinstance(tol, bool) else float(tol)
-    except (TypeError, ValueError):
-      value = None
-    if value is None or not 0 < value < float("inf"):
-      raise ValueError(f"tol must be a finite number > 0 (an L1 marginal error, at most 2) "
-                       f"or None (off), got {tol!r}")
-    tol = jnp.asarray(value)
-  levels = ()
-  if anneal is not None:
-    if not isinstance(anneal, (tuple, list)) or len(anneal) != 2:
-      raise ValueError(f"anneal must be (start, decay), got {anneal!r}")
-    levels = start_lib.anneal_levels(float(anneal[0]), float(anneal[1]))
-    if 2 * len(levels) >= T:
-      raise ValueError(f"anneal={tuple(anneal)} takes {2 * len(levels)} half-steps "
-                       f"({len(levels)} temperatures); T={T} must leave at least one more")
-  return tol, levels
-
-
 def _has_blocked_path(normalization, form):
   return form == "split" and normalization in ("sinkhorn", "one_sided")
 
@@ -118,19 +89,14 @@ def _logits(x, y, tau, cost, normalization, form):
 
 def _single_temperature(x, y_pos, y_neg, tau, log_a, log_bp, log_bn, *, T, normalization,
                         form, cost, mask_self, with_info, algorithm, tol=None, anneal=(),
-                        init=None, init_F=None, with_state=False):
-  """``(V, err_pos, err_neg, F [2, N] or None, half_steps [])`` at one temperature;
-  ``init_F`` ``[2, N]``: the positive and negative potentials of ``init``."""
+                        init=None, init_k=None):
+  """``(V, err_pos, err_neg, (h_pos, h_neg), half_steps [])`` at one temperature;
+  ``init_k``: ``init``'s ``(h_pos, h_neg, tau)`` at this temperature."""
   engine = solvers.ENGINES[algorithm]
   starts = (None, None)
   if init is not None:
-    if form == "joint":
-      joint_y = jnp.concatenate([y_pos, y_neg])
-      starts = (warm.side_start(init_F[0], init, joint_y, jnp.concatenate([log_bp, log_bn]),
-                                None, tau, cost), None)
-    else:
-      starts = (warm.side_start(init_F[0], init, y_pos, log_bp, None, tau, cost),
-                warm.side_start(init_F[1], init, y_neg, log_bn, None, tau, cost))
+    starts = warm.starts(init, init_k, ((y_pos, log_bp, None), (y_neg, log_bn, None)), tau,
+                         cost, joint=form == "joint")
   if algorithm == "blocked":
     pos = Problem.points(x, y_pos, tau, cost, log_a, log_bp)
     neg = Problem.points(x, y_neg, tau, cost, log_a, log_bn, mask_diagonal=mask_self)
@@ -145,25 +111,18 @@ def _single_temperature(x, y_pos, y_neg, tau, log_a, log_bp, log_bn, *, T, norma
       W_pos, W_neg, _, half, g = couplings.joint_weights(
           joint, m_pos, normalization=normalization, T=T, tol=tol, anneal=anneal)
       V = jnp.matmul(W_pos, y_pos, precision=_HI) - jnp.matmul(W_neg, y_neg, precision=_HI)
-      F = None
-      if with_state:  # one coupling: its row potential in the positive slot
-        Fj = start_lib.row_potential(x, jnp.concatenate([y_pos, y_neg]), g, tau, cost)
-        F = jnp.stack([Fj, jnp.zeros_like(Fj)])
+      h = None if g is None else (g[:m_pos], g[m_pos:])
       if not with_info:
-        return V, None, None, F, half
+        return V, None, None, h, half
       # Each side's weights, row-normalized, against that side's marginal.
       err = lambda W, log_b: problem_lib.column_error(couplings.row_normalize(W), log_a, log_b)
-      return V, err(W_pos, log_bp), err(W_neg, log_bn), F, half
+      return V, err(W_pos, log_bp), err(W_neg, log_bn), h, half
     pos, neg = Problem.dense(lp, log_a, log_bp), Problem.dense(ln, log_a, log_bn)
   pos, neg = pos.starting_from(starts[0]), neg.starting_from(starts[1])
   side = functools.partial(couplings.split_barycenter, normalization=normalization, T=T,
                            engine=engine, with_error=with_info, tol=tol, anneal=anneal)
   rp, rn = side(pos, y_pos), side(neg, y_neg)
-  F = None
-  if with_state:
-    F = jnp.stack([start_lib.row_potential(x, y_pos, rp.g, tau, cost),
-                   start_lib.row_potential(x, y_neg, rn.g, tau, cost, mask_self)])
-  return (rp.barycenter - rn.barycenter, rp.col_error, rn.col_error, F,
+  return (rp.barycenter - rn.barycenter, rp.col_error, rn.col_error, (rp.g, rn.g),
           jnp.maximum(rp.half_steps, rn.half_steps))
 
 
@@ -179,10 +138,10 @@ def _log_weights(w, n, dtype, skip_uniform):
 @functools.partial(jax.jit, static_argnames=("T", "normalization", "form", "cost",
                                              "mask_self", "multi_tau", "with_info",
                                              "algorithm", "relative_tau", "anneal",
-                                             "with_state"))
+                                             "with_state", "with_error"))
 def _drift_impl(x, y_pos, y_neg, taus, a, bp, bn, tol, init, *, T, normalization, form,
                 cost, mask_self, multi_tau, with_info, algorithm, relative_tau, anneal,
-                with_state):
+                with_state, with_error):
   dtype = x.dtype
   if relative_tau:
     taus = taus * jax.lax.stop_gradient(costs_lib.mean_cost(x, y_pos, y_neg, cost, mask_self))
@@ -194,21 +153,24 @@ def _drift_impl(x, y_pos, y_neg, taus, a, bp, bn, tol, init, *, T, normalization
     init = jax.tree.map(lambda v: v.astype(dtype) if v.dtype != bool else v, init)
   one = functools.partial(_single_temperature, x, y_pos, y_neg, log_a=log_a, log_bp=log_bp,
                           log_bn=log_bn, T=T, normalization=normalization, form=form,
-                          cost=cost, mask_self=mask_self, with_info=with_info,
-                          algorithm=algorithm, tol=tol, anneal=anneal, init=init,
-                          with_state=with_state)
+                          cost=cost, mask_self=mask_self, with_info=with_error,
+                          algorithm=algorithm, tol=tol, anneal=anneal, init=init)
   taus = taus.astype(dtype)
-  Fs = None if init is None else init.potentials
+  ks = None if init is None else (init.h_pos, init.h_neg, init.tau)
   if not multi_tau:
-    V, err_pos, err_neg, F, half = one(taus[0], init_F=None if Fs is None else Fs[0])
-    F = None if F is None else F[None]
+    V, err_pos, err_neg, h, half = one(taus[0], init_k=None if ks is None else
+                                       jax.tree.map(lambda v: v[0], ks))
+    h = None if h is None else jax.tree.map(lambda v: v[None], h)
   else:
-    at = lambda args: one(args[0], init_F=args[1])
-    V, _, (err_pos, err_neg, F, half) = couplings.rms_normalized_sum(
-        at, (taus, Fs) if Fs is not None else (taus, None))
+    V, _, (err_pos, err_neg, h, half) = couplings.rms_normalized_sum(
+        lambda args: one(args[0], init_k=args[1]), (taus, ks))
   if not with_info:
     return DriftInfo(V, None, None)
-  state = None if F is None else warm.DriftState(x, log_a, F, jnp.array(True))
+  if not with_error:
+    err_pos = err_neg = None
+  state = None
+  if with_state and h is not None:
+    state = warm.DriftState(x, log_a, y_pos, y_neg, h[0], h[1], taus, jnp.array(True))
   return DriftInfo(V, err_pos, err_neg, state, half)
 
 
@@ -216,15 +178,15 @@ def compute(x, y_pos, y_neg, tau, *, normalization="sinkhorn", form="split", T=4
             cost="sqeuclidean", mask_self=False, algorithm="auto", relative_tau=False,
             copies=1, weights_x=None, weights_pos=None, weights_neg=None,
             check_finite=None, with_info=False, tol=None, init=None, anneal=None,
-            with_state=None) -> DriftInfo:
+            with_state=None, with_error=None) -> DriftInfo:
   """The drift with every option (:func:`drift_field`; ``copies``: how many problems
   run at once, for ``'auto'``), checked at trace time: shapes, dtypes, ``tau``,
   weights, the self-mask; NaN or inf in concrete inputs with ``check_finite``.
-  ``with_state`` (default: ``with_info``): compute ``.state`` (two passes over the costs
-  per temperature)."""
+  ``with_state`` (default: ``with_info``): return ``.state``; ``with_error`` (default: ``with_info``): the marginal errors (else
+  None)."""
   normalization, form, T, cost = check_options(normalization, form, T, cost, mask_self,
                                                algorithm, relative_tau)
-  tol, levels = check_convergence(tol, anneal, T, normalization, init is not None)
+  tol, levels = warm.check_convergence(tol, anneal, T, normalization, init is not None)
   x = validation.as_point_cloud(x, "x")
   y_pos = validation.as_point_cloud(y_pos, "y_pos")
   y_neg = x if y_neg is None else validation.as_point_cloud(y_neg, "y_neg")
@@ -247,11 +209,13 @@ def compute(x, y_pos, y_neg, tau, *, normalization="sinkhorn", form="split", T=4
   if init is not None:
     warm.check_state(init, 2, x.shape[1], taus.shape[0], "drift_field")
   with_state = with_info if with_state is None else bool(with_state)
+  with_error = with_info if with_error is None else bool(with_error) and with_info
   return _drift_impl(x.astype(dtype), y_pos.astype(dtype), y_neg.astype(dtype), taus, a,
                      bp, bn, tol, init, T=T, normalization=normalization, form=form,
                      cost=cost, mask_self=mask_self, multi_tau=multi_tau,
                      with_info=with_info, algorithm=algorithm, relative_tau=relative_tau,
-                     anneal=levels, with_state=with_state and normalization == "sinkhorn")
+                     anneal=levels, with_state=with_state and normalization == "sinkhorn",
+                     with_error=with_error)
 
 
 def drift_field(x, y_pos, y_neg, tau, T: int = 41, *, normalization: str = "sinkhorn",
@@ -346,8 +310,8 @@ def drift_field_with_info(x, y_pos, y_neg, tau, T: int = 41, *, tol=None,
                           check_finite: Optional[bool] = None) -> DriftInfo:
   """:func:`drift_field` plus the couplings' marginal errors, the half-steps used and the
   state for a warm start of the next call, as a :class:`DriftInfo` (same arguments;
-  ``T`` is the most half-steps). ``.state`` costs two passes over the costs per
-  temperature."""
+  ``T`` is the most half-steps). ``.state`` costs nothing here; a call given it as
+  ``init`` pays two passes over the costs per coupling and temperature."""
   return compute(x, y_pos, y_neg, tau, normalization=normalization, form=form, T=T,
                  cost=cost, mask_self=mask_self, algorithm=algorithm,
                  relative_tau=relative_tau, weights_x=weights_x, weights_pos=weights_pos,

@@ -68,7 +68,6 @@ from sdrift_jax import solvers
 from sdrift_jax import validation
 from sdrift_jax.drift import couplings
 from sdrift_jax.solvers import select
-from sdrift_jax.drift import field
 from sdrift_jax.drift import warm
 from sdrift_jax.drift.features import FeatureDrift, uncond_weight
 
@@ -243,8 +242,9 @@ def feature_drift(x, y_pos, y_uncond=None, *, tau, omega=1.0, normalization="sin
       :func:`sdrift_jax.drift_field` (stopping tolerance on each location's L1 column
       error, a warm start from an earlier call's ``.state``, epsilon annealing);
       Sinkhorn without ``unit_vectors``, ``post_guidance`` or ``aggregate_kernels``.
-    with_state: return ``.state`` (two passes over the costs per temperature). None
-      (default): for the Sinkhorn normalization (where warm starts apply).
+    with_state: return ``.state`` (free here; a call given it as ``init`` pays two
+      passes over the costs per coupling and temperature). None (default): for the
+      Sinkhorn normalization (where warm starts apply).
 
   Returns:
     A :class:`FeatureDrift`.
@@ -256,7 +256,7 @@ def feature_drift(x, y_pos, y_uncond=None, *, tau, omega=1.0, normalization="sin
   args, static = _prepare(x, y_pos, y_uncond, tau, omega, normalization, form, T, cost,
                           feature_scale, normalize, mask_self, unit_vectors,
                           uncond_marginal, aggregate_kernels, algorithm, check_finite)
-  tol, levels = field.check_convergence(tol, anneal, static["T"], static["normalization"],
+  tol, levels = warm.check_convergence(tol, anneal, static["T"], static["normalization"],
                                         init is not None)
   iterative = static["normalization"] == "sinkhorn" and not (
       static["unit_vectors"] or static["uncond_marginal"] == "post_guidance"
@@ -282,6 +282,7 @@ def feature_drift_loss(x, y_pos, y_uncond=None, **kwargs) -> jax.Array:
   Returns:
     A scalar.
   """
+  kwargs.setdefault("with_state", False)
   return regression_loss(x, feature_drift(x, y_pos, y_uncond, **kwargs))
 
 

@@ -155,6 +155,8 @@ def _train_generator(config, workdir: str, problem: Problem,
     now = time.perf_counter()
     record = dict(step=step, loss=losses[:, -1].tolist(),
                   drift_rms=drift_rms[:, -1].tolist(), steps_per_s=every / (now - t_last))
+    if "half_steps" in ms:  # the convergence controls: the half-steps of the last step
+      record["half_steps"] = np.asarray(ms["half_steps"])[:, -1].tolist()
     if step % int(cfg.eval_every) == 0 or step == steps:
       evaluation, _ = trainer.evaluate(
           trainer.eval_params(state), eval_eps, tau,

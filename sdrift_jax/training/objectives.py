@@ -12,7 +12,10 @@ Two objectives, chosen by ``config.loss.objective``:
   from a power law on ``[omega_min, omega_max]`` and fed to the generator.
 
 Config blocks: ``config.drift`` (normalization, T, tau, cost, mask_self, algorithm,
-relative_tau), ``config.loss`` (objective and the feature-drift options) and
+relative_tau, and the Sinkhorn convergence controls ``tol`` (0 = off), ``anneal_start``
+(0 = off) / ``anneal_decay`` and ``warm_start``: each step's couplings start from the
+previous step's potentials, carried per seed, group, feature set and temperature in the
+checkpointed train state), ``config.loss`` (objective and the feature-drift options) and
 ``config.guidance`` (num_uncond, omega range and exponent, eval_omega). A value that the
 chosen objective does not use must keep its default: :func:`check_objective_config`
 refuses it otherwise, so that no setting is silently dropped.
@@ -30,9 +33,10 @@ import numpy as np
 
 from sdrift_jax.drift import loss as loss_lib
 from sdrift_jax import validation
+from sdrift_jax.drift import spec as spec_lib
 from sdrift_jax.drift.spec import DriftSpec
 
-__all__ = ["OBJECTIVES", "Objective", "loss_config", "guidance_config",
+__all__ = ["CONVERGENCE_DEFAULTS", "OBJECTIVES", "Objective", "loss_config", "guidance_config",
            "check_objective_config", "config_tau", "make_objective", "sample_omega"]
 
 OBJECTIVES = ("drift_field", "feature_drift")
@@ -45,8 +49,13 @@ _GUIDANCE_DEFAULTS = dict(num_uncond=0, omega_min=1.0, omega_max=4.0, omega_expo
                           eval_omega=1.0)
 
 
+#: The Sinkhorn convergence controls of ``config.drift``, off: every experiment config's
+#: drift block holds them (``tol`` 0 and ``anneal_start`` 0 are off).
+CONVERGENCE_DEFAULTS = dict(warm_start=False, tol=0.0, anneal_start=0.0, anneal_decay=0.8)
+
 # Workdirs written before these blocks existed hold runs of exactly these values.
-FORMER_DEFAULTS = {**{f"loss.{k}": v for k, v in _LOSS_DEFAULTS.items()},
+FORMER_DEFAULTS = {**{f"drift.{k}": v for k, v in CONVERGENCE_DEFAULTS.items()},
+                   **{f"loss.{k}": v for k, v in _LOSS_DEFAULTS.items()},
                    **{f"guidance.{k}": v for k, v in _GUIDANCE_DEFAULTS.items()}}
 
 
@@ -121,6 +130,8 @@ class Objective:
   omega_range: tuple
   eval_omega: float
   features: Optional[Callable[..., dict]] = None
+  warm_start: bool = False
+  controls: bool = False  # any of tol, anneal, warm_start: half-steps are logged
 
   def with_features(self, features) -> "Objective":
     """This objective drifting the feature sets of ``features`` (``None``: the samples
@@ -165,48 +176,74 @@ class Objective:
     :attr:`features`). Returns ``(loss, drift_rms)``, each the mean over groups (of the
     per-group loss and of the squared drift norms); with feature sets the loss is summed
     over the sets and the drift RMS taken over all of them."""
+    return self.step_loss(x, y_pos, y_uncond, omega, tau, feature_params)[:2]
+
+  def step_loss(self, x, y_pos, y_uncond, omega, tau, feature_params=None,
+                drift_state=None):
+    """:meth:`batch_loss` with the convergence controls: ``(loss, drift_rms, state,
+    half_steps)``. With :attr:`warm_start`, ``drift_state`` (None: cold) is where the
+    couplings start and ``state`` what the next step takes (per group, and per feature
+    set as a dict); else ``state`` is None. ``half_steps``: the most any coupling used."""
     if self.features is not None:
       xs = self.feature_sets(x, feature_params)
       ys = self.feature_sets(y_pos, feature_params, grad=False)
       us = (None if y_uncond is None
             else self.feature_sets(y_uncond, feature_params, grad=False))
-      total, sq = 0.0, 0.0
+      total, sq, states, half = 0.0, 0.0, {}, jnp.int32(0)
       for k in sorted(xs):
-        loss, rms = self._groups_loss(xs[k], ys[k], None if us is None else us[k], omega,
-                                      tau)
-        total, sq = total + loss, sq + rms * rms
-      return total, jnp.sqrt(sq / len(xs))
+        loss, rms, states[k], h = self._groups_loss(
+            xs[k], ys[k], None if us is None else us[k], omega, tau,
+            None if drift_state is None else drift_state[k])
+        total, sq, half = total + loss, sq + rms * rms, jnp.maximum(half, h)
+      return total, jnp.sqrt(sq / len(xs)), (states if self.warm_start else None), half
     if self.name == "drift_field":
       # One vmapped drift and one loss over all G * B samples.
       sg = jax.lax.stop_gradient
-      V = jax.vmap(lambda x, y: self.spec(x, y, x, tau))(sg(x), y_pos)
+
+      def one(x, y, st):
+        info = self.spec.with_info(x, y, x, tau, init=st, with_state=self.warm_start,
+                                   with_error=False)
+        return info.drift, info.state, jnp.max(info.half_steps)
+      V, state, half = jax.vmap(one, in_axes=(0, 0, None if drift_state is None else 0))(
+          sg(x), y_pos, drift_state)
       x2, V2 = x.reshape(-1, x.shape[-1]), V.reshape(-1, x.shape[-1])
       loss = 0.5 * jnp.mean(jnp.sum(jnp.square(x2 - sg(x2 + V2)), axis=-1))
-      return loss, jnp.sqrt(jnp.mean(jnp.sum(V2 * V2, -1)))
-    return self._groups_loss(x, y_pos, y_uncond, omega, tau)
+      return loss, jnp.sqrt(jnp.mean(jnp.sum(V2 * V2, -1))), state, jnp.max(half)
+    return self._groups_loss(x, y_pos, y_uncond, omega, tau, drift_state)
 
-  def _groups_loss(self, x, y_pos, y_uncond, omega, tau):
-    """The feature-drift loss vmapped over groups: mean loss, RMS drift."""
+  def _groups_loss(self, x, y_pos, y_uncond, omega, tau, drift_state=None):
+    """The feature-drift loss vmapped over groups: mean loss, RMS drift, state, most
+    half-steps."""
+    axis = None if drift_state is None else 0
     if y_uncond is None:
-      losses, rms = jax.vmap(lambda x, y: self.group_loss(x, y, None, 1.0, tau))(x, y_pos)
+      losses, rms, state, half = jax.vmap(
+          lambda x, y, st: self.group_loss(x, y, None, 1.0, tau, st),
+          in_axes=(0, 0, axis))(x, y_pos, drift_state)
     else:
-      losses, rms = jax.vmap(lambda x, y, u: self.group_loss(x, y, u, omega, tau))(
-          x, y_pos, y_uncond)
-    return jnp.mean(losses), jnp.sqrt(jnp.mean(rms * rms))
+      losses, rms, state, half = jax.vmap(
+          lambda x, y, u, st: self.group_loss(x, y, u, omega, tau, st),
+          in_axes=(0, 0, 0, axis))(x, y_pos, y_uncond, drift_state)
+    return jnp.mean(losses), jnp.sqrt(jnp.mean(rms * rms)), state, jnp.max(half)
 
-  def group_loss(self, x, y_pos, y_uncond, omega, tau):
+  def group_loss(self, x, y_pos, y_uncond, omega, tau, drift_state=None):
     """Loss and drift RMS of one group: ``x [B, d]`` or one feature set ``[B, L, C]``
     (differentiated), ``y_pos`` and ``y_uncond`` (or None) alike, ``omega`` scalar,
-    ``tau``. Returns ``(loss, drift_rms)``."""
+    ``tau``. Returns ``(loss, drift_rms, state, half_steps)`` (state None without
+    :attr:`warm_start`)."""
     if self.name == "drift_field":
       sg = jax.lax.stop_gradient
-      V = self.spec(sg(x), y_pos, sg(x), tau)
+      info = self.spec.with_info(sg(x), y_pos, sg(x), tau, init=drift_state,
+                                 with_state=self.warm_start, with_error=False)
+      V = info.drift
       loss = 0.5 * jnp.mean(jnp.sum(jnp.square(x - sg(x + V)), axis=-1))
-      return loss, jnp.sqrt(jnp.mean(jnp.sum(V * V, -1)))
+      return (loss, jnp.sqrt(jnp.mean(jnp.sum(V * V, -1))), info.state,
+              jnp.max(info.half_steps))
     out = loss_lib.feature_drift(x, y_pos, y_uncond, tau=tau, omega=omega,
+                                 with_state=self.warm_start, init=drift_state,
                                  **self.feature_kwargs)
     return (loss_lib.regression_loss(x, out),
-            jnp.sqrt(jnp.mean(jnp.sum(out.drift * out.drift, -1))))
+            jnp.sqrt(jnp.mean(jnp.sum(out.drift * out.drift, -1))), out.state,
+            jnp.max(out.half_steps))
 
   def marginal_errors(self, x, y, tau, feature_params=None):
     """``[2]``: the largest marginal error of the positive and negative couplings of one
@@ -223,7 +260,8 @@ class Objective:
     if self.name == "drift_field":
       info = self.spec.with_info(x, y, x, tau)
     else:
-      info = loss_lib.feature_drift(x, y, None, tau=tau, **self.feature_kwargs)
+      info = loss_lib.feature_drift(x, y, None, tau=tau, with_state=False,
+                                    **self.feature_kwargs)
     return jnp.stack([jnp.max(info.marginal_error_pos), jnp.max(info.marginal_error_neg)])
 
 
@@ -243,6 +281,16 @@ def make_objective(config, copies: int = 1) -> Objective:
   name = loss["objective"]
   if name not in OBJECTIVES:
     raise ValueError(f"unknown config.loss.objective {name!r}: expected one of {OBJECTIVES}")
+  controls = spec_lib.controls_of(drift)
+  warm_start = drift.get("warm_start", False)
+  if not isinstance(warm_start, bool):
+    raise ValueError(f"config.drift.warm_start must be a bool, got {warm_start!r}")
+  on = [k for k, v in (("tol", controls["tol"]), ("anneal_start", controls["anneal"]),
+                       ("warm_start", warm_start or None)) if v is not None]
+  if on and drift.normalization != "sinkhorn":
+    raise ValueError(f"config.drift.{', '.join(on)} control Sinkhorn half-steps; "
+                     f"normalization {drift.normalization!r} has none")
+  extra = dict(warm_start=warm_start, controls=bool(on))
   if name == "drift_field":
     changed = sorted(f"loss.{k}" for k, v in loss.items()
                      if k != "objective" and v != _LOSS_DEFAULTS[k])
@@ -255,7 +303,7 @@ def make_objective(config, copies: int = 1) -> Objective:
       spec = DriftSpec.from_config(drift, copies=copies)
     except ValueError as e:
       raise ValueError(f"bad config.drift: {e}") from None
-    return Objective(name, spec, {}, config_tau(drift), 0, (1.0, 1.0, 1.0), 1.0)
+    return Objective(name, spec, {}, config_tau(drift), 0, (1.0, 1.0, 1.0), 1.0, **extra)
   if drift.get("relative_tau", False):
     raise ValueError("config.drift.relative_tau applies to the 'drift_field' objective; "
                      "'feature_drift' temperatures are relative through "
@@ -266,6 +314,7 @@ def make_objective(config, copies: int = 1) -> Objective:
                      "'feature_drift' objective; use 'auto', 'scaling' or 'log'")
   kw = dict(T=drift.T, normalization=drift.normalization,
             cost=drift.cost, mask_self=bool(drift.mask_self), algorithm=algorithm,
+            **controls,
             **{k: loss[k] for k in ("form", "feature_scale", "normalize", "unit_vectors",
                                     "uncond_marginal", "aggregate_kernels")})
   num_uncond = int(guidance["num_uncond"])
@@ -288,7 +337,8 @@ def make_objective(config, copies: int = 1) -> Objective:
         f"config.guidance.omega_min is {lo}")
   omega_range = (lo, hi, a) if num_uncond else (1.0, 1.0, 1.0)
   eval_omega = float(guidance["eval_omega"]) if num_uncond else 1.0
-  return Objective(name, None, kw, config_tau(drift), num_uncond, omega_range, eval_omega)
+  return Objective(name, None, kw, config_tau(drift), num_uncond, omega_range, eval_omega,
+                   **extra)
 
 
 def check_objective_config(config, dim: int = 2, conditional: bool = False) -> Objective:

@@ -20,29 +20,34 @@ class TrainState:
     step: int32 scalar, the number of optimizer steps taken (shared by all seeds).
     ema: ``None`` when ``train.ema_decay`` is 0, else the exponential moving average of
       ``params`` (same tree).
+    drift_state: ``None`` unless ``drift.warm_start``: the couplings' state the next step
+      starts from (:class:`sdrift_jax.DriftState` per seed and group, a dict of them per
+      feature set).
 
-  A pytree whose children are the fields that are not ``None``: without an EMA it
-  flattens, and so checkpoints, exactly as the three-field state did before the EMA
-  existed, so those checkpoints still restore.
+  A pytree whose children are the fields that are not ``None``: without an EMA and a
+  drift state it flattens, and so checkpoints, exactly as the three-field state did
+  before they existed, so those checkpoints still restore.
   """
   params: Any
   opt_state: Any
   step: jax.Array
   ema: Any = None
+  drift_state: Any = None
 
   def _fields(self) -> tuple[str, ...]:
-    return ("params", "opt_state", "step") + (() if self.ema is None else ("ema",))
+    return (("params", "opt_state", "step") + (() if self.ema is None else ("ema",))
+            + (() if self.drift_state is None else ("drift_state",)))
 
   def tree_flatten_with_keys(self):
-    return [(jax.tree_util.GetAttrKey(n), getattr(self, n)) for n in self._fields()], None
+    return [(jax.tree_util.GetAttrKey(n), getattr(self, n)) for n in self._fields()], \
+        self._fields()
 
   def tree_flatten(self):
-    return [getattr(self, n) for n in self._fields()], None
+    return [getattr(self, n) for n in self._fields()], self._fields()
 
   @classmethod
-  def tree_unflatten(cls, _, children):
-    return cls(*children)
-
+  def tree_unflatten(cls, fields, children):
+    return cls(**dict(zip(fields, children)))
 
 
 def over_seeds(fn, in_axes, num_seeds: int):

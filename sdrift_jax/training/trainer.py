@@ -97,10 +97,27 @@ class Trainer:
     if "init" not in self._compiled:
       self._compiled["init"] = jax.jit(jax.vmap(one))
     params, opt_state, ema = self._compiled["init"](self.seed_keys())
-    state = TrainState(params, opt_state, jnp.zeros((), jnp.int32), ema)
+    state = TrainState(params, opt_state, jnp.zeros((), jnp.int32), ema,
+                       self.cold_drift_state())
     if self.mesh is not None:  # the whole state replicated on every device
       state = jax.device_put(state, mesh_lib.replicated(self.mesh))
     return state
+
+  def cold_drift_state(self):
+    """``None`` without ``drift.warm_start``; else the couplings' state of every seed
+    (leading ``[S]``), shaped as one step returns it, marked cold (``valid = False``)."""
+    if not self.objective.warm_start:
+      return None
+    G, dim = self.problem.groups, self.problem.dim
+    f32 = lambda *shape: jax.ShapeDtypeStruct(shape, jnp.float32)
+    y_unc = f32(G, self.objective.num_uncond, dim) if self.objective.guided else None
+    omega = f32() if self.objective.guided else None
+    shapes = jax.eval_shape(
+        lambda x, y, u, w, tau, aux: self.objective.step_loss(x, y, u, w, tau, aux)[2],
+        f32(G, self.batch, dim), f32(G, self.batch, dim), y_unc, omega,
+        jax.ShapeDtypeStruct(np.shape(self.objective.tau_array()), jnp.float32),
+        self.feature_params)
+    return jax.tree.map(lambda s: jnp.zeros((self.num_seeds,) + s.shape, s.dtype), shapes)
 
   def eval_params(self, state: TrainState):
     """The parameters that evaluation and samples use: the EMA if there is one."""
@@ -125,7 +142,7 @@ class Trainer:
     x = self.generate(params, eps.reshape(G * n, -1), labels, omega)
     return x.reshape(G, n, -1)
 
-  def _step(self, params, opt_state, key, table, tau, feature_params=None):
+  def _step(self, params, opt_state, drift_state, key, table, tau, feature_params=None):
     k_eps, k_pos = jax.random.split(key)
     k_unc, k_omega = jax.random.split(jax.random.fold_in(key, 1))
     G = self.problem.groups
@@ -137,12 +154,18 @@ class Trainer:
 
     def loss_fn(p):
       x = self.generate_groups(p, eps, omega)
-      return self.objective.batch_loss(x, y_pos, y_unc, omega, tau, feature_params)
+      loss, rms, new_state, half = self.objective.step_loss(x, y_pos, y_unc, omega, tau,
+                                                            feature_params, drift_state)
+      return loss, (rms, new_state, half)
 
-    (loss, drift_rms), grads = jax.value_and_grad(loss_fn, has_aux=True)(params)
+    (loss, (drift_rms, drift_state, half)), grads = jax.value_and_grad(
+        loss_fn, has_aux=True)(params)
     updates, opt_state = self.tx.update(grads, opt_state, params)
     params = optax.apply_updates(params, updates)
-    return params, opt_state, dict(loss=loss, drift_rms=drift_rms)
+    metrics = dict(loss=loss, drift_rms=drift_rms)
+    if self.objective.controls:
+      metrics["half_steps"] = half
+    return params, opt_state, jax.lax.stop_gradient(drift_state), metrics
 
   def sample_guidance(self, k_omega, k_unc, table=None):
     """``(omega, y_uncond [G, U, dim])`` of one guided step, ``(None, None)`` otherwise:
@@ -191,25 +214,26 @@ class Trainer:
     return loop
 
   def _chunk_fn(self, length: int):
-    def one_seed(params, opt_state, ema, seed_key, step0, table, tau, aux):
+    def one_seed(params, opt_state, ema, drift_state, seed_key, step0, table, tau, aux):
       def body(carry, i):
-        p, o, e = carry
-        p, o, m = self._step(p, o, jax.random.fold_in(seed_key, step0 + i), table, tau,
-                             aux)
+        p, o, e, d = carry
+        p, o, d, m = self._step(p, o, d, jax.random.fold_in(seed_key, step0 + i), table,
+                                tau, aux)
         if e is not None:
           e = optax.incremental_update(p, e, 1.0 - self.ema_decay)
-        return (p, o, e), m
+        return (p, o, e, d), m
+      carry = (params, opt_state, ema, drift_state)
       if length == 1:  # no loop: convolutions inside a scan run slower on the CPU (docs)
-        carry, m = body((params, opt_state, ema), 0)
+        carry, m = body(carry, 0)
         return carry, jax.tree.map(lambda v: v[None], m)
-      return jax.lax.scan(body, (params, opt_state, ema), jnp.arange(length))
+      return jax.lax.scan(body, carry, jnp.arange(length))
 
     def chunk(state: TrainState, seed_keys, table, tau, aux):
-      (params, opt_state, ema), ms = over_seeds(
-          one_seed, (0, 0, 0, 0, None, None, None, None), self.num_seeds)(
-              state.params, state.opt_state, state.ema, seed_keys, state.step, table, tau,
-              aux)
-      return TrainState(params, opt_state, state.step + length, ema), ms
+      (params, opt_state, ema, drift_state), ms = over_seeds(
+          one_seed, (0, 0, 0, 0, 0, None, None, None, None), self.num_seeds)(
+              state.params, state.opt_state, state.ema, state.drift_state, seed_keys,
+              state.step, table, tau, aux)
+      return TrainState(params, opt_state, state.step + length, ema, drift_state), ms
     return chunk
 
   def make_sampler(self):
