@@ -217,19 +217,23 @@ class Objective:
     axis = None if drift_state is None else 0
     if y_uncond is None:
       losses, rms, state, half = jax.vmap(
-          lambda x, y, st: self.group_loss(x, y, None, 1.0, tau, st),
+          lambda x, y, st: self.group_step(x, y, None, 1.0, tau, st),
           in_axes=(0, 0, axis))(x, y_pos, drift_state)
     else:
       losses, rms, state, half = jax.vmap(
-          lambda x, y, u, st: self.group_loss(x, y, u, omega, tau, st),
+          lambda x, y, u, st: self.group_step(x, y, u, omega, tau, st),
           in_axes=(0, 0, 0, axis))(x, y_pos, y_uncond, drift_state)
     return jnp.mean(losses), jnp.sqrt(jnp.mean(rms * rms)), state, jnp.max(half)
 
-  def group_loss(self, x, y_pos, y_uncond, omega, tau, drift_state=None):
+  def group_loss(self, x, y_pos, y_uncond, omega, tau):
     """Loss and drift RMS of one group: ``x [B, d]`` or one feature set ``[B, L, C]``
     (differentiated), ``y_pos`` and ``y_uncond`` (or None) alike, ``omega`` scalar,
-    ``tau``. Returns ``(loss, drift_rms, state, half_steps)`` (state None without
-    :attr:`warm_start`)."""
+    ``tau``. Returns ``(loss, drift_rms)``."""
+    return self.group_step(x, y_pos, y_uncond, omega, tau)[:2]
+
+  def group_step(self, x, y_pos, y_uncond, omega, tau, drift_state=None):
+    """:meth:`group_loss` with the convergence controls: ``(loss, drift_rms, state,
+    half_steps)`` (state None without :attr:`warm_start`)."""
     if self.name == "drift_field":
       sg = jax.lax.stop_gradient
       info = self.spec.with_info(sg(x), y_pos, sg(x), tau, init=drift_state,

@@ -199,4 +199,5 @@ def test_former_defaults_are_the_blocks_defaults():
   assert objectives.FORMER_DEFAULTS["guidance.num_uncond"] == 0
   assert set(objectives.FORMER_DEFAULTS) == (
       {f"loss.{k}" for k in objectives.loss_config()}
-      | {f"guidance.{k}" for k in objectives.guidance_config()})
+      | {f"guidance.{k}" for k in objectives.guidance_config()}
+      | {f"drift.{k}" for k in objectives.CONVERGENCE_DEFAULTS})
