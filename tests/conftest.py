@@ -54,6 +54,12 @@ def pytest_collection_modifyitems(config, items):
       seen[name] = index + 1
       if index % GRIDS[name]:
         item.add_marker(pytest.mark.grid)
+  # The longest tests first (whole pipelines, then single tests over ~3 s), each group in
+  # its collected order: with two workers a pipeline of minutes that started last would
+  # leave the other worker idle at the end.
+  rank = lambda item: (0 if item.get_closest_marker("heavy") else
+                       1 if item.get_closest_marker("long") else 2)
+  items.sort(key=rank)
 
 
 def pytest_sessionfinish(session):

@@ -242,9 +242,10 @@ def feature_drift(x, y_pos, y_uncond=None, *, tau, omega=1.0, normalization="sin
       :func:`sdrift_jax.drift_field` (stopping tolerance on each location's L1 column
       error, a warm start from an earlier call's ``.state``, epsilon annealing);
       Sinkhorn without ``unit_vectors``, ``post_guidance`` or ``aggregate_kernels``.
-    with_state: return ``.state`` (free here; a call given it as ``init`` pays two
-      passes over the costs per coupling and temperature). None (default): for the
-      Sinkhorn normalization (where warm starts apply).
+    with_state: return ``.state`` (no extra pass here; a call given it as ``init`` pays
+      two passes over the costs per coupling and temperature). None (default): when
+      ``tol``, ``init`` or ``anneal`` is given (a plain call compiles faster without
+      it: 0.2 s of 1.3 s on the CPU).
 
   Returns:
     A :class:`FeatureDrift`.
@@ -269,7 +270,9 @@ def feature_drift(x, y_pos, y_uncond=None, *, tau, omega=1.0, normalization="sin
     warm.check_state(init, 3, C, args[3].shape[0], "feature_drift")
     if init.x.shape[0] != L:
       raise ValueError(f"init holds {init.x.shape[0]} locations; this call has {L}")
-  with_state = iterative if with_state is None else bool(with_state)
+  if with_state is None:
+    with_state = iterative and (tol is not None or bool(levels) or init is not None)
+  with_state = bool(with_state)
   return core.feature_drift(*args, tol, init, anneal=levels, with_state=with_state, **static)
 
 
