@@ -32,7 +32,7 @@ jax.config.update("jax_persistent_cache_min_compile_time_secs",
 #: others are marked ``grid``. CI runs them all; the quick subset is
 #: ``-m "not slow and not heavy and not grid and not long"``.
 GRIDS = {
-    "test_matches_numpy_reference": 12,
+    "test_matches_numpy_reference": 6,
     "test_matches_float64_numpy": 6,
     "test_barycentric_map_equals_coupling_product": 4,
     "test_blocked_transposed_column_step": 4,
