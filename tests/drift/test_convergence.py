@@ -19,6 +19,7 @@ def _mean_cost(x, y):
 
 @pytest.mark.parametrize("rel_tau,algorithm", [(0.05, "log"), (0.005, "scaling"),
                                                (0.005, "blocked")])
+@pytest.mark.long
 def test_cold_warm_and_annealed_solves_converge_to_the_float64_coupling(algorithm, rel_tau):
   with jax.enable_x64(True):
     # Negatives other than x: the self-coupling (y_neg = x) tends to the identity at low
@@ -97,6 +98,7 @@ def test_warm_start_is_the_float64_c_transform(algorithm):
                                g - g.mean(), atol=1e-9)
 
 
+@pytest.mark.long
 def test_without_the_controls_the_drift_is_bit_identical():
   x, y, _ = clouds(3, n=40, m=30, d=3)
   for algorithm in ENGINES:
@@ -106,6 +108,7 @@ def test_without_the_controls_the_drift_is_bit_identical():
     assert int(info.half_steps) == 21
 
 
+@pytest.mark.long
 def test_half_steps_under_vmap_are_per_group():
   x, y, _ = clouds(4, n=20, m=20, d=2)
   xs = np.stack([x, 0.5 * x, 2 * x]).astype(np.float32)
@@ -119,6 +122,7 @@ def test_half_steps_under_vmap_are_per_group():
   assert len(set(np.asarray(batched.half_steps).tolist())) > 1
 
 
+@pytest.mark.long
 def test_state_threads_through_jit_and_multiple_temperatures():
   x, y, _ = clouds(5, n=20, m=18, d=2)
   step = jax.jit(lambda xx, st: drift_field_with_info(xx, y, None, (0.05, 0.2), T=2001,
@@ -132,6 +136,7 @@ def test_state_threads_through_jit_and_multiple_temperatures():
 
 @pytest.mark.parametrize("form,algorithm", [("split", "scaling"), ("split", "blocked"),
                                             ("joint", "auto")])
+@pytest.mark.long
 def test_feature_drift_controls_converge_to_one_float64_coupling(form, algorithm):
   with jax.enable_x64(True):
     rng = np.random.default_rng(6)

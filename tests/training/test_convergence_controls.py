@@ -20,6 +20,7 @@ def _train(config, workdir, problem=None):
   return training.train_generator(config, str(workdir), problem or toy_problem(config))
 
 
+@pytest.mark.long
 def test_warm_start_state_is_checkpointed_and_resume_is_bit_identical(tmp_path):
   whole = _train(_controlled(steps=40), tmp_path / "whole")
   _train(_controlled(steps=20), tmp_path / "split")
@@ -37,6 +38,7 @@ def test_warm_start_state_is_checkpointed_and_resume_is_bit_identical(tmp_path):
   assert all(r["marginal_error_pos"][0] <= 1e-3 for r in records if "w2" in r)
 
 
+@pytest.mark.long
 def test_a_warm_started_run_starts_cold(tmp_path):
   """The first step is cold (the same half-steps as a run without warm starts); later
   steps, on fresh samples, are not compared (docs/performance.md)."""
@@ -51,6 +53,7 @@ def test_a_warm_started_run_starts_cold(tmp_path):
   assert cold["state"].drift_state is None and warm["state"].drift_state is not None
 
 
+@pytest.mark.long
 def test_guided_feature_objective_carries_a_state_per_group(tmp_path):
   c = guided_config()
   c.model.noise_dim = 3
