@@ -244,8 +244,8 @@ def feature_drift(x, y_pos, y_uncond=None, *, tau, omega=1.0, normalization="sin
       Sinkhorn without ``unit_vectors``, ``post_guidance`` or ``aggregate_kernels``.
     with_state: return ``.state`` (no extra pass here; a call given it as ``init`` pays
       two passes over the costs per coupling and temperature). None (default): when
-      ``tol``, ``init`` or ``anneal`` is given (a plain call compiles faster without
-      it: 0.2 s of 1.3 s on the CPU).
+      ``tol``, ``init`` or ``anneal`` is given (a plain call then compiles the program
+      it compiled before the controls existed).
 
   Returns:
     A :class:`FeatureDrift`.
