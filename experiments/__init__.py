@@ -55,12 +55,37 @@ def get(name) -> Callable:
   return _REGISTRY[name]
 
 
-def run_experiment(config, workdir: str):
+def _move_aside(workdir: str) -> None:
+  """Moves everything in ``workdir`` but its lock to ``<workdir>.old-<time>/``."""
+  import logging  # pylint: disable=g-import-not-at-top
+  import os  # pylint: disable=g-import-not-at-top
+  import time  # pylint: disable=g-import-not-at-top
+  from sdrift_jax.training import workdir as workdir_lib  # pylint: disable=g-import-not-at-top
+  names = sorted(n for n in os.listdir(workdir) if n != workdir_lib.LOCK_NAME)
+  if not names:
+    return
+  aside = f"{os.path.normpath(workdir)}.old-{time.strftime('%Y%m%d-%H%M%S')}"
+  while os.path.exists(aside):
+    aside += "+"
+  os.makedirs(aside)
+  for name in names:
+    os.replace(os.path.join(workdir, name), os.path.join(aside, name))
+  logging.getLogger("sdrift_jax").info("--restart: moved what %s held (%s) to %s", workdir,
+                                       ", ".join(names[:4]) + (", ..." if len(names) > 4
+                                                               else ""), aside)
+
+
+def run_experiment(config, workdir: str, restart: bool = False):
   """Runs the experiment of ``config`` in ``workdir`` and returns its summary.
 
   The run holds ``workdir``'s lock (:func:`sdrift_jax.training.workdir.hold`, process 0 only: the
   processes of one multi-host job share the workdir) from start to end, so a second run
   into it, or into the top directory of a sweep in progress, is refused at once.
+
+  A workdir that holds a run is resumed; one whose history cannot be resumed (damaged or
+  deleted checkpoints) is refused (:class:`sdrift_jax.training.RunHistoryError`).
+  ``restart=True`` (the CLI's ``--restart``) first moves everything the workdir holds to
+  ``<workdir>.old-<time>/`` and starts over: nothing is deleted.
 
   Raises:
     sdrift_jax.training.workdir.WorkdirBusyError: another run holds ``workdir``.
@@ -70,4 +95,10 @@ def run_experiment(config, workdir: str):
   from sdrift_jax.training import workdir as workdir_lib  # pylint: disable=g-import-not-at-top
   entry = get(config.get("experiment"))
   with workdir_lib.hold(workdir, enabled=jax.process_index() == 0):
+    if restart:
+      if jax.process_index() == 0:
+        _move_aside(workdir)
+      if jax.process_count() > 1:
+        from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
+        multihost_utils.sync_global_devices("workdir moved aside")
     return entry(config, workdir)

@@ -13,7 +13,8 @@
   files a run writes (metrics, TensorBoard, ``config.json``, reports).
 """
 from sdrift_jax.training.evaluators import EvalContext, Evaluator, Metric
-from sdrift_jax.training.loop import NonFiniteLossError, check_train_config, train_generator
+from sdrift_jax.training.loop import (NonFiniteLossError, RunHistoryError, check_train_config,
+                                      train_generator)
 from sdrift_jax.training.problem import PositiveTable, Problem, class_conditional_problem
 from sdrift_jax.training.run_files import read_metrics, run_seconds, write_report
 from sdrift_jax.training.trainer import Trainer, TrainState, shared_trainer
@@ -23,6 +24,7 @@ __all__ = [
     "Evaluator",
     "Metric",
     "NonFiniteLossError",
+    "RunHistoryError",
     "PositiveTable",
     "Problem",
     "TrainState",

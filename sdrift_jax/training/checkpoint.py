@@ -169,8 +169,8 @@ class Checkpointer:
     if tried:
       raise CheckpointError(
           f"no usable checkpoint in {self.directory}: " + "; ".join(tried) +
-          f". The damaged steps are in {self.directory}.damaged; delete "
-          f"{self.directory} to start the run over")
+          f". The damaged steps are in {self.directory}.damaged; rerun with --restart "
+          "to start the run over (its files are moved aside)")
     return None, like
 
   def _set_aside(self, step: int, problem: str, tried: list) -> None:

@@ -24,13 +24,50 @@ from sdrift_jax.training import trainer as trainer_lib
 from sdrift_jax.training import writers
 from sdrift_jax.training.problem import Problem
 
-__all__ = ["check_train_config", "NonFiniteLossError", "train_generator"]
+__all__ = ["check_train_config", "NonFiniteLossError", "RunHistoryError", "train_generator"]
 
 log = logging.getLogger("sdrift_jax")
 
 
 class NonFiniteLossError(FloatingPointError):
   """Raised when training produces a NaN or infinite loss."""
+
+
+class RunHistoryError(ValueError):
+  """A workdir holds a run's history but no checkpoint to resume it from."""
+
+
+def check_history(workdir: str, ckpt_dir: str, restored_step, checkpoint_every: int) -> None:
+  """Refuses to start a workdir over that holds a run's history, and says so when a
+  resumed run's ``metrics.jsonl`` lacks steps it has passed.
+
+  With no checkpoint restored, the run would start at step 0 and rewrite
+  ``metrics.jsonl``. That is refused when the workdir shows it held more than a first
+  unfinished interval: damaged checkpoints set aside in ``<ckpt_dir>.damaged``, or
+  metrics past step ``2 * checkpoint_every`` (a kill before the first save finished can
+  leave records up to there, which a fresh start recomputes identically).
+
+  Raises:
+    RunHistoryError: naming the evidence and the two ways on (``--restart``, which
+      moves the workdir's contents aside, or another workdir).
+  """
+  path = os.path.join(workdir, "metrics.jsonl")
+  last = max((int(r.get("step", 0)) for r in workdir_lib.read_jsonl(path)), default=0)
+  if restored_step is None:
+    damaged = f"{ckpt_dir}.damaged"
+    if os.path.isdir(damaged):
+      evidence = f"its damaged checkpoints are in {damaged}"
+    elif last > 2 * checkpoint_every:
+      evidence = f"{path} records steps up to {last}, {ckpt_dir} holds no checkpoint"
+    else:
+      return
+    raise RunHistoryError(
+        f"{workdir} holds a run's history ({evidence}) and nothing to resume it from. "
+        "Rerun with --restart (moves the workdir's contents aside) or use another --workdir")
+  if last < restored_step:
+    log.warning("%s ends at step %d but the run resumes from step %d: the history of "
+                "steps %d-%d is missing (was the file deleted or cut?)", path, last,
+                restored_step, last + 1, restored_step)
 
 
 def check_train_config(train_config) -> None:
@@ -114,6 +151,11 @@ def _train_generator(config, workdir: str, problem: Problem,
         f"this config's state (with an EMA of the parameters: "
         f"{state.ema is not None}, config.train.ema_decay = {trainer.ema_decay}); was it "
         f"written with another ema_decay? Use another --workdir. ({e})") from None
+  try:
+    check_history(workdir, ckpt.directory, start, int(config.train.checkpoint_every))
+  except RunHistoryError:
+    ckpt.close()
+    raise
   if start is not None:
     log.info("resumed %s from step %d", workdir, start)
   start = int(state.step)

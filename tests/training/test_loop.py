@@ -95,6 +95,38 @@ def test_run_resumes_from_previous_step_when_latest_is_damaged(tmp_path, caplog)
 
 
 @pytest.mark.long
+def test_a_workdir_with_a_history_is_never_silently_started_over(tmp_path, caplog):
+  import shutil  # pylint: disable=g-import-not-at-top
+  _train(toy_config(steps=40), tmp_path / "a")  # keeps steps 30 and 40
+  for name in ("b", "c"):
+    shutil.copytree(tmp_path / "a", tmp_path / name)
+  # (a) every kept step damaged: the first rerun names them, the second must not start over.
+  for root, _, files in os.walk(tmp_path / "a" / "checkpoints"):
+    for f in files:
+      os.truncate(os.path.join(root, f), 10)
+  with pytest.raises(checkpoint_lib.CheckpointError, match="no usable checkpoint"):
+    _train(toy_config(steps=40), tmp_path / "a")
+  with pytest.raises(training.RunHistoryError, match=r"damaged checkpoints.*--restart"):
+    _train(toy_config(steps=40), tmp_path / "a")
+  assert [r["step"] for r in training.read_metrics(str(tmp_path / "a"))] == [10, 20, 30, 40]
+  # (b) checkpoints/ deleted, metrics.jsonl kept.
+  shutil.rmtree(tmp_path / "b" / "checkpoints")
+  with pytest.raises(training.RunHistoryError, match=r"records steps up to 40"):
+    _train(toy_config(steps=40), tmp_path / "b")
+  # --restart moves it all aside, then starts over.
+  experiments._move_aside(str(tmp_path / "b"))  # pylint: disable=protected-access
+  old = [p for p in os.listdir(tmp_path) if p.startswith("b.old-")]
+  assert len(old) == 1 and os.path.exists(tmp_path / old[0] / "metrics.jsonl")
+  _train(toy_config(steps=20), tmp_path / "b")
+  assert [r["step"] for r in training.read_metrics(str(tmp_path / "b"))] == [10, 20]
+  # (c) metrics.jsonl deleted: the resume goes on and says which steps are missing.
+  os.remove(tmp_path / "c" / "metrics.jsonl")
+  with caplog.at_level(logging.WARNING, logger="sdrift_jax"):
+    _train(toy_config(steps=50), tmp_path / "c")
+  assert "history of steps 1-40 is missing" in caplog.text
+
+
+@pytest.mark.long
 def test_a_resumed_run_equals_an_uninterrupted_one(tmp_path):
   whole = _train(toy_config(steps=40), tmp_path / "whole")
   _train(toy_config(steps=20), tmp_path / "split")
