@@ -94,6 +94,8 @@ def run_experiment(config, workdir: str, restart: bool = False):
   import jax  # pylint: disable=g-import-not-at-top
   from sdrift_jax.training import workdir as workdir_lib  # pylint: disable=g-import-not-at-top
   entry = get(config.get("experiment"))
+  from experiments import config_lib  # pylint: disable=g-import-not-at-top
+  config_lib.check_ranges(config)
   with workdir_lib.hold(workdir, enabled=jax.process_index() == 0):
     if restart:
       if jax.process_index() == 0:

@@ -12,6 +12,36 @@ from typing import Any
 
 import ml_collections
 
+from sdrift_jax.training import ranges as ranges_lib
+
+#: The ranges of the experiments' own config blocks, beside the library's
+#: (:data:`sdrift_jax.training.ranges.RANGES`).
+EXPERIMENT_RANGES = {
+    "data.dim": ranges_lib.COUNT, "data.rank": ranges_lib.COUNT,
+    "data.num_classes": ranges_lib.COUNT, "data.train_per_class": ranges_lib.COUNT,
+    "data.test_per_class": ranges_lib.COUNT,
+    "data.max_train": ranges_lib.COUNT_OR_ZERO,  # 0: all
+    "data.seed": ranges_lib.COUNT_OR_ZERO, "data.split_seed": ranges_lib.COUNT_OR_ZERO,
+    "*.batch_size": ranges_lib.COUNT, "*.epochs": ranges_lib.COUNT,
+    "*.learning_rate": ranges_lib.POSITIVE,
+    "autoencoder.latent_dim": ranges_lib.COUNT, "encoder.widths": ranges_lib.COUNT,
+    "encoder.max_mask_ratio": ranges_lib.FRACTION,
+    "encoder.visible_weight": ranges_lib.NON_NEGATIVE,
+    "features.patch_sizes": ranges_lib.COUNT,
+    "particles.T": ranges_lib.COUNT, "particles.steps": ranges_lib.COUNT,
+    "particles.num_points": ranges_lib.Range(2, integer=True),
+    "particles.eta": ranges_lib.POSITIVE, "particles.source_std": ranges_lib.POSITIVE,
+    "particles.taus": ranges_lib.POSITIVE, "particles.gif_every": ranges_lib.COUNT,
+    "particles.gif_steps": ranges_lib.COUNT,
+    "sweep.taus": ranges_lib.POSITIVE,
+}
+
+
+def check_ranges(config) -> None:
+  """Every number of an experiment's config in its range (NaN, inf, a negative learning
+  rate, a zero count ... refused naming the key), before anything is written."""
+  ranges_lib.check_ranges(config, EXPERIMENT_RANGES)
+
 
 def parse_variant(arg: str | None) -> tuple[set[str], dict[str, str]]:
   """``'smoke,tau=0.1'`` -> ``({'smoke'}, {'tau': '0.1'})``."""

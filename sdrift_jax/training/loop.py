@@ -19,6 +19,7 @@ from sdrift_jax.training import checkpoint as checkpoint_lib
 from sdrift_jax.training import workdir as workdir_lib
 from sdrift_jax.training import evaluators
 from sdrift_jax.training import objectives
+from sdrift_jax.training import ranges
 from sdrift_jax.training import run_files
 from sdrift_jax.training import trainer as trainer_lib
 from sdrift_jax.training import writers
@@ -114,6 +115,7 @@ def train_generator(config: ml_collections.ConfigDict, workdir: str, problem: Pr
       step the workdir's checkpoint is at.
     NonFiniteLossError: the loss became NaN or infinite.
   """
+  ranges.check_ranges(config, strict=False)
   check_train_config(config.train)
   objectives.check_objective_config(config, problem.dim, bool(problem.num_classes))
   trainer = trainer_lib.shared_trainer(config, problem)  # checks the device layout first
