@@ -71,6 +71,7 @@ def as_tau(tau) -> tuple[jax.Array, bool]:
     if isinstance(t, (str, bytes, bool)) or not (
         is_traced(t) or isinstance(t, (int, float, np.number, np.ndarray, jax.Array))):
       raise ValueError(f"tau must be a positive number or a sequence of them, got {t!r}")
+    _check_representable(t)
   if isinstance(tau, (list, tuple)):
     if len(tau) == 0:
       raise ValueError("tau must not be an empty sequence")
@@ -89,6 +90,32 @@ def as_tau(tau) -> tuple[jax.Array, bool]:
       if not math.isfinite(t) or t <= 0:
         raise ValueError(f"tau must be positive and finite, got {t}")
   return jnp.atleast_1d(arr), seq
+
+
+def _check_representable(t) -> None:
+  """Refuses a concrete Python or NumPy ``tau`` that the dtype JAX converts it to cannot
+  hold (``1e300`` in float32): the conversion would make it ``inf`` or ``0``, and the error
+  would report that value instead of the one given."""
+  if is_traced(t) or isinstance(t, jax.Array):
+    return
+  given = np.asarray(t)
+  if given.dtype.kind == "f":
+    dtype = jax.dtypes.canonicalize_dtype(given.dtype)
+    with np.errstate(over="ignore", under="ignore"):
+      converted = given.astype(dtype)
+    info = np.finfo(dtype)
+    for v, c in zip(given.ravel().astype(np.float64), converted.ravel()):
+      if math.isfinite(v) and v > 0 and not (math.isfinite(c) and c > 0):
+        hint = "; enable jax_enable_x64 for float64" if info.bits < 64 else ""
+        raise ValueError(
+            f"tau must be positive and finite, got {float(v)!r}, which {dtype.name} cannot "
+            f"represent (positive values from {float(info.smallest_subnormal):.3g} to "
+            f"{float(info.max):.3g}{hint})")
+  elif given.dtype.kind in "iuO" and np.ndim(t) == 0 and isinstance(t, (int, np.integer)):
+    info = np.iinfo(jax.dtypes.canonicalize_dtype(np.int64))
+    if int(t) > info.max:
+      raise ValueError(f"tau must be positive and finite, got {int(t)}, which {info.dtype} "
+                       f"cannot represent (at most {info.max}); give it as a float")
 
 
 def as_weights(w, n: int, name: str):

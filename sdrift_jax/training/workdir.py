@@ -21,7 +21,7 @@ import socket
 import tempfile
 from typing import Any, Iterator
 
-__all__ = ["WorkdirBusyError", "MetricsFileError", "hold", "atomic_write",
+__all__ = ["WorkdirBusyError", "WorkdirLockError", "MetricsFileError", "hold", "atomic_write",
            "atomic_write_json", "read_jsonl", "write_jsonl"]
 
 log = logging.getLogger("sdrift_jax")
@@ -31,6 +31,10 @@ LOCK_NAME = ".lock"
 
 class WorkdirBusyError(RuntimeError):
   """Another live process holds the workdir's lock."""
+
+
+class WorkdirLockError(ValueError):
+  """Something that is not a lock file (a directory) is at ``<workdir>/.lock``."""
 
 
 class MetricsFileError(ValueError):
@@ -66,6 +70,7 @@ def hold(workdir: str, enabled: bool = True) -> Iterator[None]:
 
   Raises:
     WorkdirBusyError: another process holds the lock; the message names it.
+    WorkdirLockError: ``<workdir>/.lock`` is a directory; the message says to remove it.
   """
   if not enabled:
     yield
@@ -107,7 +112,11 @@ def hold(workdir: str, enabled: bool = True) -> Iterator[None]:
 def _acquire(path: str, workdir: str):
   """Opens and locks ``path``; the open file, whose inode is the one at ``path``."""
   while True:
-    f = open(path, "a+")
+    try:
+      f = open(path, "a+")
+    except IsADirectoryError:
+      raise WorkdirLockError(f"{path} is a directory, not the run's lock file; remove it "
+                             f"(rm -r {path}) and rerun") from None
     try:
       fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError as e:

@@ -66,6 +66,18 @@ def test_lock_is_reentrant_and_released_in_one_process(tmp_path):
   assert not os.path.exists(tmp_path / ".lock")
 
 
+def test_a_directory_in_place_of_the_lock_is_refused_in_one_line(tmp_path):
+  (tmp_path / ".lock").mkdir()
+  with pytest.raises(workdir_lib.WorkdirLockError) as e:
+    with workdir_lib.hold(str(tmp_path)):
+      pass
+  lock = os.path.realpath(tmp_path / ".lock")
+  assert str(e.value) == (f"{lock} is a directory, not the run's lock file; remove it "
+                          f"(rm -r {lock}) and rerun")
+  assert isinstance(e.value, ValueError)  # the command line prints it as one line
+  assert os.path.isdir(tmp_path / ".lock")
+
+
 # metrics.jsonl and atomic writes --------------------------------------------------------
 
 
