@@ -13,6 +13,7 @@ import functools
 from typing import NamedTuple, Optional
 
 import jax
+import numpy as np
 import jax.numpy as jnp
 
 from sdrift_jax import costs as costs_lib
@@ -144,7 +145,9 @@ def _drift_impl(x, y_pos, y_neg, taus, a, bp, bn, tol, init, *, T, normalization
                 with_state, with_error):
   dtype = x.dtype
   if relative_tau:
-    taus = taus * jax.lax.stop_gradient(costs_lib.mean_cost(x, y_pos, y_neg, cost, mask_self))
+    # All points equal: every cost is 0 and any tau gives the same (uniform) coupling.
+    unit = jax.lax.stop_gradient(costs_lib.mean_cost(x, y_pos, y_neg, cost, mask_self))
+    taus = taus * jnp.where(unit > 0, unit, 1.0).astype(unit.dtype)
   one_step = form == "split" and (normalization == "one_sided" or T == 1)
   log_a = _log_weights(a, x.shape[0], dtype, False)
   log_bp = _log_weights(bp, y_pos.shape[0], dtype, one_step and init is None)
@@ -198,10 +201,16 @@ def compute(x, y_pos, y_neg, tau, *, normalization="sinkhorn", form="split", T=4
     raise ValueError(
         "mask_self=True masks the diagonal of the x-to-y_neg cost, so y_neg must be x "
         f"(same number of rows, at least 2); got x {tuple(x.shape)}, y_neg {tuple(y_neg.shape)}")
+  if mask_self and not _same_points(x, y_neg):
+    raise ValueError("mask_self=True masks each x[i] against y_neg[i], so y_neg must be x "
+                     "(or None); got another array of x's shape")
   a = validation.as_weights(weights_x, x.shape[0], "weights_x")
   bp = validation.as_weights(weights_pos, y_pos.shape[0], "weights_pos")
   bn = validation.as_weights(weights_neg, y_neg.shape[0], "weights_neg")
-  dtype = jnp.result_type(x.dtype, y_pos.dtype, y_neg.dtype)
+  out_dtype = jnp.result_type(x.dtype, y_pos.dtype, y_neg.dtype)
+  # float16 / bfloat16 run in float32: the scaling engine's bounds, exp(+-log(max) / 2),
+  # and the kernel exp(-C / tau) at small tau overflow or vanish in 16 bits.
+  dtype = jnp.float32 if jnp.dtype(out_dtype).itemsize < 4 else out_dtype
   positive = all(select.positive_weights(w) for w in (a, bp, bn))
   algorithm = select.resolve_algorithm(
       algorithm, x.shape[0], max(y_pos.shape[0], y_neg.shape[0]), jnp.dtype(dtype).itemsize,
@@ -210,12 +219,21 @@ def compute(x, y_pos, y_neg, tau, *, normalization="sinkhorn", form="split", T=4
     warm.check_state(init, 2, x.shape[1], taus.shape[0], "drift_field")
   with_state = with_info if with_state is None else bool(with_state)
   with_error = with_info if with_error is None else bool(with_error) and with_info
-  return _drift_impl(x.astype(dtype), y_pos.astype(dtype), y_neg.astype(dtype), taus, a,
+  info = _drift_impl(x.astype(dtype), y_pos.astype(dtype), y_neg.astype(dtype), taus, a,
                      bp, bn, tol, init, T=T, normalization=normalization, form=form,
                      cost=cost, mask_self=mask_self, multi_tau=multi_tau,
                      with_info=with_info, algorithm=algorithm, relative_tau=relative_tau,
                      anneal=levels, with_state=with_state and normalization == "sinkhorn",
                      with_error=with_error)
+  return info if dtype == out_dtype else info._replace(drift=info.drift.astype(out_dtype))
+
+
+def _same_points(x, y) -> bool:
+  """``y`` is ``x``, or (concrete arrays) equal to it; traced arrays cannot be compared
+  at trace time and pass (docs/reliability.md, known limits)."""
+  if y is x or validation.is_traced(x) or validation.is_traced(y):
+    return True
+  return bool(np.array_equal(np.asarray(x), np.asarray(y)))
 
 
 def drift_field(x, y_pos, y_neg, tau, T: int = 41, *, normalization: str = "sinkhorn",
