@@ -75,6 +75,25 @@ def _move_aside(workdir: str) -> None:
                                                                else ""), aside)
 
 
+def _check_same_experiment(config, workdir: str) -> None:
+  """Refuses a workdir whose top config (a sweep's or a single run's) is of another
+  experiment: its files would mix with this one's."""
+  import json  # pylint: disable=g-import-not-at-top
+  import os  # pylint: disable=g-import-not-at-top
+  for name in ("sweep_config.json", "config.json"):
+    path = os.path.join(workdir, name)
+    if not os.path.isfile(path):
+      continue
+    try:
+      with open(path) as f:
+        held = json.load(f).get("experiment")
+    except (OSError, ValueError, AttributeError):
+      continue  # the experiment's own config check reports a damaged file
+    if held is not None and held != config.get("experiment"):
+      raise ValueError(f"{workdir} holds a run of experiment {held!r} ({path}); use another "
+                       f"--workdir for {config.get('experiment')!r}")
+
+
 def run_experiment(config, workdir: str, restart: bool = False):
   """Runs the experiment of ``config`` in ``workdir`` and returns its summary.
 
@@ -103,4 +122,5 @@ def run_experiment(config, workdir: str, restart: bool = False):
       if jax.process_count() > 1:
         from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
         multihost_utils.sync_global_devices("workdir moved aside")
+    _check_same_experiment(config, workdir)
     return entry(config, workdir)

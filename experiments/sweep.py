@@ -145,11 +145,44 @@ def setting_dir(workdir: str, setting: dict, axes: Sequence[Axis]) -> str:
   return os.path.join(workdir, *(a.dirname(setting[a.name]) for a in axes))
 
 
+SETTINGS_NAME = "sweep_settings.json"
+
+
+def _tuples(value):
+  """JSON's lists back to the tuples the configs hold (a tau axis value can be a tuple)."""
+  return tuple(_tuples(v) for v in value) if isinstance(value, list) else value
+
+
+def _earlier_settings(workdir: str, axes: Sequence[Axis]) -> list[dict]:
+  """The settings an earlier sweep into ``workdir`` started (its run directory exists),
+  from its ``sweep_settings.json``."""
+  import json  # pylint: disable=g-import-not-at-top
+  path = os.path.join(workdir, SETTINGS_NAME)
+  if not os.path.exists(path):
+    return []
+  try:
+    with open(path) as f:
+      recorded = json.load(f)
+    names = {a.name for a in axes}
+    if not (isinstance(recorded, list) and all(isinstance(r, dict) and set(r) == names
+                                               for r in recorded)):
+      raise ValueError(f"expected a list of settings with keys {sorted(names)}")
+  except ValueError as e:
+    raise ValueError(f"{path} is damaged ({e}); restore or delete it (the sweep's table "
+                     "then lists this sweep's settings only)") from None
+  out = [{k: _tuples(v) for k, v in r.items()} for r in recorded]
+  return [r for r in out if os.path.isdir(setting_dir(workdir, r, axes))]
+
+
 def run_sweep(config, workdir: str, *, axes: Sequence[Axis],
               run_setting: Callable[[Any, str, Any], dict],
               write_table: Callable[..., Any], dim: int, conditional: bool,
               prepare: Optional[Callable[[Any, str], Any]] = None) -> list[dict]:
   """Runs every setting of the grid and keeps the table current.
+
+  The settings a sweep ran are recorded in ``<workdir>/sweep_settings.json``. A later
+  sweep into the same workdir with other values keeps the earlier settings that it does
+  not list (resumed, so already trained ones only reload), so their rows stay in the table.
 
   Args:
     config: the experiment's config (``config.sweep`` holds the axes' values).
@@ -168,6 +201,15 @@ def run_sweep(config, workdir: str, *, axes: Sequence[Axis],
     The results, one per setting.
   """
   grid = settings(config, axes)
+  earlier = [e for e in _earlier_settings(workdir, axes)
+             if setting_dir(workdir, e, axes) not in
+             {setting_dir(workdir, s, axes) for s in grid}]
+  if earlier:
+    log.info("%s holds %d setting(s) of an earlier sweep that this one does not list "
+             "(%s): kept in the table, resumed where they stopped", workdir, len(earlier),
+             "; ".join(", ".join(f"{k}={v}" for k, v in e.items()) for e in earlier[:3]) +
+             ("; ..." if len(earlier) > 3 else ""))
+    grid = earlier + grid
   subs = [setting_config(config, s, axes) for s in grid]
   for sub in subs:  # every setting checked before anything is written or trained
     check_train_config(sub.train)
@@ -189,6 +231,7 @@ def run_sweep(config, workdir: str, *, axes: Sequence[Axis],
   if jax.process_index() == 0:
     workdir_lib.atomic_write(os.path.join(workdir, "sweep_config.json"),
                              config.to_json(indent=2, sort_keys=True))
+    workdir_lib.atomic_write_json(os.path.join(workdir, SETTINGS_NAME), grid, indent=1)
   results = []
   for i, (setting, sub) in enumerate(zip(grid, subs)):
     log.info("%s %d/%d: %s", config.experiment, i + 1, len(grid),

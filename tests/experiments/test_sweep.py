@@ -5,6 +5,7 @@ import re
 
 import pytest
 
+import experiments
 from experiments import sweep, toy
 from tests.helpers import cli, load
 from sdrift_jax.training import objectives
@@ -131,6 +132,36 @@ def test_run_sweep_runs_each_setting_in_its_dir_and_keeps_the_table(tmp_path):
   assert results[1] == dict(x=1, target="8gaussians", cost="sqeuclidean", tau=0.1,
                             normalization="sinkhorn")
   assert os.path.exists(tmp_path / "sweep_config.json")
+
+
+def test_a_later_sweep_keeps_the_settings_an_earlier_one_started(tmp_path):
+  def sweep_of(taus):
+    ran, tables = [], []
+
+    def run_setting(sub, run_dir, ctx):
+      os.makedirs(run_dir, exist_ok=True)
+      ran.append(sub.drift.tau)
+      return dict(x=1)
+    sweep.run_sweep(load("toy.py", f"smoke,taus={taus}"), str(tmp_path), axes=toy.AXES,
+                    run_setting=run_setting,
+                    write_table=lambda cfg, wd, results, ctx, seconds, planned: tables.append(
+                        ([r["tau"] for r in results], planned)),
+                    dim=2, conditional=False)
+    return ran, tables[-1]
+  assert sweep_of("(0.05,0.1)") == ([0.05, 0.1], ([0.05, 0.1], 2))
+  # Other values: the earlier settings stay in the table (before: only 0.2's row).
+  assert sweep_of("(0.2,0.1)") == ([0.05, 0.2, 0.1], ([0.05, 0.2, 0.1], 3))
+  # A setting recorded but never started (no run directory) is not kept.
+  import shutil  # pylint: disable=g-import-not-at-top
+  shutil.rmtree(tmp_path / "8gaussians" / "sqeuclidean" / "tau0.05")
+  assert sweep_of("(0.1,)") == ([0.2, 0.1], ([0.2, 0.1], 2))
+
+
+def test_a_workdir_of_another_experiment_is_refused(tmp_path):
+  (tmp_path / "sweep_config.json").write_text('{"experiment": "toy"}')
+  with pytest.raises(ValueError, match=r"holds a run of experiment 'toy'.*another --workdir"):
+    experiments.run_experiment(load("particles.py", "smoke"), str(tmp_path))
+  assert sorted(os.listdir(tmp_path)) == ["sweep_config.json"]
 
 
 @pytest.mark.parametrize("name,arg,match", [
