@@ -22,6 +22,7 @@ def _bad_clouds():
     ("drift_field", lambda x, b: (x, b, None, 0.1), "y_pos"),
     ("drift_field_with_info", lambda x, b: (x, x + 1, b, 0.1), "y_neg"),
     ("sinkhorn", lambda x, b: (x, b, 0.1), "y"),
+    ("sinkhorn_divergence", lambda x, b: (b, x, 0.1), "x"),
     ("feature_drift", lambda x, b: (x, x + 1, b), "y_uncond"),
     ("feature_drift", lambda x, b: (b, x + 1), "x"),
     ("feature_drift", lambda x, b: (x, b), "y_pos"),

@@ -127,7 +127,7 @@ def sinkhorn(x, y, tau, T: int = 101, *, cost: str = "sqeuclidean", a=None, b=No
 
 
 def sinkhorn_divergence(x, y, tau, T: int = 101, *, cost: str = "sqeuclidean", a=None,
-                        b=None) -> jax.Array:
+                        b=None, check_finite: Optional[bool] = None) -> jax.Array:
   """Debiased Sinkhorn divergence ``OT(a, b) - OT(a, a) / 2 - OT(b, b) / 2`` (eq. 10).
 
   Args:
@@ -138,11 +138,12 @@ def sinkhorn_divergence(x, y, tau, T: int = 101, *, cost: str = "sqeuclidean", a
     cost: ground cost name.
     a: optional weights of shape ``[N]``.
     b: optional weights of shape ``[M]``.
+    check_finite: refuse NaN or inf in concrete inputs (as :func:`sinkhorn`).
 
   Returns:
     A scalar.
   """
-  x, y, tau, T, cost, a, b = _prepare(x, y, tau, T, cost, a, b)
+  x, y, tau, T, cost, a, b = _prepare(x, y, tau, T, cost, a, b, check_finite)
   return _divergence(x, y, tau, a, b, T=T, cost=cost)
 
 
