@@ -18,18 +18,21 @@ against fresh draws measure something.
 """
 from __future__ import annotations
 
+import math
 import os
 import struct
 import zipfile
+import zlib
 from typing import Optional, Sequence
 
 import numpy as np
 
 
-def _check_finite(name: str, rows: np.ndarray) -> np.ndarray:
+def _check_finite(name: str, rows: np.ndarray, path: Optional[str] = None) -> np.ndarray:
   if not np.all(np.isfinite(rows)):
     bad = int(np.sum(~np.all(np.isfinite(rows), axis=1)))
-    raise ValueError(f"class {name!r}: {bad} latent(s) contain NaN or inf")
+    where = f"{path}: " if path else ""
+    raise ValueError(f"{where}class {name!r}: {bad} latent(s) contain NaN or inf")
   return rows
 
 
@@ -38,11 +41,12 @@ class RowView:
 
   Reads (and checks for NaN/inf, naming the class) only the rows indexed. ``subset``
   gives a view of some of the rows (a train / held-out split) without reading them.
-  ``np.asarray(view)`` reads all.
+  ``np.asarray(view)`` reads all. ``path`` (the file) is named in its errors.
   """
 
-  def __init__(self, name: str, base, index: Optional[np.ndarray] = None):
-    self.name, self._base = name, base
+  def __init__(self, name: str, base, index: Optional[np.ndarray] = None,
+               path: Optional[str] = None):
+    self.name, self._base, self.path = name, base, path
     self._index = None if index is None else np.asarray(index, np.int64)
 
   def __len__(self) -> int:
@@ -54,7 +58,8 @@ class RowView:
 
   def subset(self, rows) -> "RowView":
     rows = np.arange(len(self))[rows]
-    return RowView(self.name, self._base, rows if self._index is None else self._index[rows])
+    return RowView(self.name, self._base, rows if self._index is None else self._index[rows],
+                   path=self.path)
 
   def __getitem__(self, rows) -> np.ndarray:
     if self._index is not None:
@@ -65,16 +70,39 @@ class RowView:
       out[order] = np.asarray(self._base[rows[order]], np.float32)
     else:
       out = np.asarray(self._base[rows], np.float32)
-    return _check_finite(self.name, out)
+    return _check_finite(self.name, out, self.path)
 
   def __array__(self, dtype=None, copy=None):
     out = self[:]
     return out if dtype is None else out.astype(dtype)
 
 
+#: What reading a damaged member raises (zip, zlib and .npy header errors).
+_READ_ERRORS = (OSError, EOFError, ValueError, KeyError, struct.error, zipfile.BadZipFile,
+                zlib.error, MemoryError)
+
+
 def _member(path: str, zf: zipfile.ZipFile, key: str):
   """The array ``key`` of an open ``.npz``: a read-only memory map when the member is
-  stored uncompressed, else the array read whole."""
+  stored uncompressed, else the array read whole.
+
+  The size the member's ``.npy`` header declares (shape x item size) is checked against
+  the member's actual size before anything is allocated or mapped.
+
+  Raises:
+    ValueError: naming the file and the member, for a member that cannot be read.
+  """
+  try:
+    return _read_member(path, zf, key)
+  except _READ_ERRORS as e:
+    message = " ".join(str(e).split())
+    if message.startswith(f"{path}: "):
+      raise ValueError(message) from None
+    raise ValueError(f"{path}: cannot read array {key!r} ({type(e).__name__}: {message}); "
+                     "the file is damaged or not written by numpy.savez") from None
+
+
+def _read_member(path: str, zf: zipfile.ZipFile, key: str):
   info = zf.getinfo(key + ".npy")
   with zf.open(info) as f:
     version = np.lib.format.read_magic(f)
@@ -84,6 +112,12 @@ def _member(path: str, zf: zipfile.ZipFile, key: str):
     header_len = f.tell()
   if dtype.hasobject:
     raise ValueError(f"{path}: array {key!r} holds Python objects; expected numbers")
+  declared = math.prod(shape) * dtype.itemsize
+  actual = info.file_size - header_len
+  if declared != actual:
+    raise ValueError(f"{path}: array {key!r} declares shape {shape} of {dtype} "
+                     f"({declared:,} bytes) but holds {actual:,} bytes; the file is "
+                     "damaged or not written by numpy.savez")
   if info.compress_type != zipfile.ZIP_STORED or not shape or 0 in shape:
     with zf.open(info) as f:
       return np.lib.format.read_array(f, allow_pickle=False)
@@ -92,6 +126,9 @@ def _member(path: str, zf: zipfile.ZipFile, key: str):
     local = raw.read(30)
     name_len, extra_len = struct.unpack("<HH", local[26:30])
   offset = info.header_offset + 30 + name_len + extra_len + header_len
+  if offset + declared > os.path.getsize(path):
+    raise ValueError(f"{path}: array {key!r} ends {offset + declared - os.path.getsize(path):,} "
+                     "bytes past the end of the file; the file is truncated")
   return np.memmap(path, dtype=dtype, mode="r", offset=offset, shape=shape,
                    order="F" if fortran else "C")
 
@@ -137,8 +174,9 @@ def load_latents(path: str, *, class_keys: Optional[Sequence[str]] = None,
       if not np.issubdtype(labels.dtype, np.integer) or labels.min() < 0:
         raise ValueError(f"{path}: labels must be non-negative integers")
       names = [str(c) for c in range(int(labels.max()) + 1)]
-      _check_layout("latents", latents, None)
-      views = [RowView(n, latents, np.flatnonzero(labels == c)) for c, n in enumerate(names)]
+      _check_layout(path, "latents", latents, None)
+      views = [RowView(n, latents, np.flatnonzero(labels == c), path=path)
+               for c, n in enumerate(names)]
     else:
       if class_keys is not None:
         missing = [k for k in class_keys if k not in keys]
@@ -149,25 +187,27 @@ def load_latents(path: str, *, class_keys: Optional[Sequence[str]] = None,
         names = sorted(keys)
       if not names:
         raise ValueError(f"{path}: no arrays in the file")
-      views = [RowView(n, _member(path, zf, n)) for n in names]
+      views = [RowView(n, _member(path, zf, n), path=path) for n in names]
   dim = None
   for view in views:
-    _check_layout(view.name, view._base, dim)
+    _check_layout(path, view.name, view._base, dim)
     dim = view.shape[1]
     if len(view) < min_per_class:
-      raise ValueError(f"class {view.name!r} has {len(view)} latents, fewer than the "
+      raise ValueError(f"{path}: class {view.name!r} has {len(view)} latents, fewer than the "
                        f"{min_per_class} one train batch per class needs")
   return (views if lazy else [np.asarray(v) for v in views]), names
 
 
-def _check_layout(name: str, arr, dim: Optional[int]) -> None:
+def _check_layout(path: str, name: str, arr, dim: Optional[int]) -> None:
   if arr.ndim != 2:
-    raise ValueError(f"class {name!r}: expected an array [N_c, D], got shape {arr.shape}")
+    raise ValueError(f"{path}: class {name!r}: expected an array [N_c, D], got shape "
+                     f"{arr.shape}")
   if not np.issubdtype(arr.dtype, np.floating):
-    raise ValueError(f"class {name!r}: expected floating latents, got dtype {arr.dtype}")
+    raise ValueError(f"{path}: class {name!r}: expected floating latents, got dtype "
+                     f"{arr.dtype}")
   if dim is not None and arr.shape[1] != dim:
-    raise ValueError(f"ragged latent dimensions: class {name!r} has D = {arr.shape[1]}, "
-                     f"the first class has D = {dim}")
+    raise ValueError(f"{path}: ragged latent dimensions: class {name!r} has D = "
+                     f"{arr.shape[1]}, the first class has D = {dim}")
 
 
 class SyntheticLatents:

