@@ -12,18 +12,25 @@ before anything else touches JAX; with no further arguments JAX finds the coordi
 itself on SLURM, Open MPI and Cloud TPU, or from ``--coordinator_address``,
 ``--num_processes`` and ``--process_id``.
 
-A mistake on the command line (a config path, variant, key or value) prints one line and
-exits with status 2; a config or data error found while running (a ValueError, KeyError,
-FileNotFoundError, a workdir in use, a damaged checkpoint) one or two lines and status 1.
-``--debug`` (or ``SDRIFT_DEBUG=1``) shows the traceback instead. ``--help`` lists the
-configs and their variants.
+A mistake on the command line (a config path, variant, key or value, an empty or
+file ``--workdir``, an extra argument) prints one line and exits with status 2; a config
+or data error found while running (a ValueError, KeyError, FileNotFoundError, a workdir in
+use, a damaged checkpoint) or a fault of the file system (read-only, full, a name too
+long: the path and what to do) two lines and status 1; Ctrl-C one line and status 130
+(rerunning the command resumes from the last checkpoint). ``--debug`` (or
+``SDRIFT_DEBUG=1``) shows the traceback instead, and the libraries' own error logs
+(orbax's background threads log each failed save with its traceback before the main
+thread raises it). ``--help`` lists the configs and their variants.
 """
+import ast
+import errno
 import glob
 import importlib.util
 import logging
 import os
 import re
 import sys
+from typing import Optional
 
 from absl import app, flags
 from ml_collections import config_flags
@@ -42,6 +49,10 @@ FLAGS = flags.FLAGS
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 USAGE = "usage: python -m experiments.run --config=configs/NAME.py[:variant,key=value,...]"
+HINT = "(--debug or SDRIFT_DEBUG=1 shows the traceback)"
+INTERRUPTED = "interrupted; rerun the same command to resume from the last checkpoint"
+#: Exits at once on Ctrl-C (replaced in tests): see :func:`run`.
+_hard_exit = os._exit
 
 
 def _debug(argv) -> bool:
@@ -107,6 +118,7 @@ def _check_config_argument(argv) -> None:
     config = module.get_config(variant or None)
   except (ValueError, KeyError, TypeError) as e:
     _usage_error(f"--config={arg}: {_message(e)}")
+  _check_experiment(argv, module, config, path, arg)
   module_per_setting = getattr(module, "PER_SETTING", {})
   for a in argv:
     if a.startswith("--config."):
@@ -125,20 +137,141 @@ def _check_config_argument(argv) -> None:
         node = node[name]
 
 
+def _config_experiments() -> dict[str, list[str]]:
+  """``{experiment: [configs/NAME.py, ...]}`` of the config files under configs/."""
+  out = {}
+  for path in sorted(glob.glob(os.path.join(ROOT, "configs", "*.py"))):
+    if os.path.basename(path).startswith("_"):
+      continue
+    try:
+      name = _load_module(path).get_config(None).get("experiment")
+    except Exception:  # pylint: disable=broad-except
+      continue  # reported when that config is used
+    out.setdefault(name, []).append(os.path.relpath(path, ROOT))
+  return out
+
+
+def _check_experiment(argv, module, config, path: str, arg: str) -> None:
+  """Refuses a ``config.experiment`` other than the config file's own (set by a variant
+  or ``--config.experiment``): an experiment reads its own config's fields, so another
+  one's config fails somewhere in the middle of the run (or names no experiment at all,
+  as ``run``, the command line module, does). Nothing is imported or written first."""
+  try:
+    own = module.get_config(None).get("experiment")
+  except (ValueError, KeyError, TypeError):
+    return
+  given = [(f"--config={arg}", config.get("experiment"))]
+  for i, a in enumerate(argv):
+    if a.startswith("--config.experiment="):
+      given.append((a, a.split("=", 1)[1]))
+    elif a == "--config.experiment" and i + 1 < len(argv):
+      given.append((f"{a} {argv[i + 1]}", argv[i + 1]))
+  for where, name in given:
+    if name == own:
+      continue
+    configs = _config_experiments()
+    rel = os.path.relpath(os.path.abspath(path), ROOT)
+    if name in configs:
+      fix = f"for {name!r} use {' or '.join(configs[name])}"
+    else:
+      fix = f"the configs' experiments are {sorted(k for k in configs if k)}"
+    _usage_error(f"{where}: {rel} is a config of the {own!r} experiment, whose fields "
+                 f"the {name!r} experiment does not read; {fix}")
+
+
+def _tuple_overrides(argv) -> list:
+  """``argv`` with ``--config.a.b=(x,y)`` for a tuple field rewritten as
+  ``--config.a.b=('x', 'y')``: the variant form (``:normalizations=(x,y)``) takes bare
+  words in a tuple, ml_collections' flags would keep ``'(x,y)'`` as one string."""
+  arg = _config_argument(argv)
+  if arg is None:
+    return list(argv)
+  try:
+    from experiments import config_lib  # pylint: disable=g-import-not-at-top
+    config = config_lib.load(arg)
+  except Exception:  # pylint: disable=broad-except
+    return list(argv)  # reported by the checks that follow
+  out = []
+  for a in argv:
+    dotted, eq, text = a[len("--config."):].partition("=")
+    text = text.strip()
+    bracketed = text[:1] + text[-1:] in ("()", "[]")
+    if (a.startswith("--config.") and eq and (bracketed or "," in text)
+        and not _is_literal(text) and _is_tuple_field(config, dotted)):
+      try:  # as the variant form parses it
+        config_lib.set_typed(config, dotted, text if bracketed else f"({text})")
+      except (ValueError, KeyError) as e:
+        _usage_error(f"{a}: {_message(e)}")
+      a = f"--config.{dotted}={tuple(_get(config, dotted))!r}"
+    out.append(a)
+  return out
+
+
+def _is_literal(text: str) -> bool:
+  try:
+    ast.literal_eval(text)
+    return True
+  except (ValueError, SyntaxError):
+    return False
+
+
+def _get(config, dotted: str):
+  node = config
+  for name in dotted.split("."):
+    node = node[name]
+  return node
+
+
+def _is_tuple_field(config, dotted: str) -> bool:
+  try:
+    return isinstance(_get(config, dotted), (tuple, list))
+  except (KeyError, TypeError, AttributeError):
+    return False
+
+
+def check_arguments(rest, workdir: Optional[str]) -> None:
+  """Usage errors absl lets through: an extra positional argument (``rest`` is what the
+  flags left, the program first), an empty ``--workdir`` (it would fall back to
+  workdirs/<config> in the checkout) or one that is an existing file."""
+  if len(rest) > 1:
+    _usage_error(f"unexpected argument(s) {' '.join(rest[1:])!r}: every setting is a flag "
+                 "(--config.a.b=value) or in the variant (:key=value)")
+  if workdir is not None:
+    if not workdir.strip():
+      _usage_error("--workdir is empty: give a directory, or leave the flag out for "
+                   "workdirs/<config>")
+    if os.path.exists(workdir) and not os.path.isdir(workdir):
+      _usage_error(f"--workdir={workdir} is a file, not a directory: choose another "
+                   "--workdir (or move the file)")
+
+
 def parse_flags(argv):
   """absl's parser, with ``--help`` (exit 0, configs listed) and usage errors of one
-  line (exit 2); with ``--debug`` absl's own behaviour."""
+  line (exit 2); with ``--debug`` absl's own behaviour. Tuple flags take bare words
+  (:func:`_tuple_overrides`)."""
   if any(a in ("-h", "--help", "--helpshort", "-?") for a in argv[1:]):
     print(help_text())
     sys.exit(0)
-  if not _debug(argv):
-    _check_config_argument(argv)
   try:
-    return FLAGS(argv)
-  except (flags.Error, AttributeError) as e:
+    if not _debug(argv):
+      _check_config_argument(argv)
+    rewritten = _tuple_overrides(argv)
+    if argv is sys.argv:
+      sys.argv[:] = rewritten  # ml_collections reads the overrides from sys.argv
+    argv = rewritten
+    try:
+      rest = FLAGS(argv)
+    except (flags.Error, AttributeError) as e:
+      if _debug(argv):
+        raise
+      _usage_error(_message(e))
+    check_arguments(rest, FLAGS.workdir)
+    return rest
+  except KeyboardInterrupt:
     if _debug(argv):
       raise
-    _usage_error(_message(e))
+    print("interrupted", file=sys.stderr)
+    sys.exit(130)
 
 
 def default_workdir(config_arg: str) -> str:
@@ -163,38 +296,182 @@ def _config_argument(argv):
   return found[0] if found else None
 
 
-def main(argv):
-  del argv
+def environment_message(e: BaseException, workdir: Optional[str] = None,
+                        follow_causes: bool = True) -> Optional[str]:
+  """One line for a fault of the file system (read-only, full, a name too long, a file in
+  the way): the path, the error and what to do; ``None`` for any other error.
+
+  Takes an ``OSError`` with an errno (its file name, else ``workdir``, is named), or an
+  error whose text carries tensorstore's ``os_error_code`` (orbax's checkpoint writes),
+  or (``follow_causes``) one raised while handling either.
+  """
+  seen = set()
+  while e is not None and id(e) not in seen:
+    seen.add(id(e))
+    found = _environment_fault(e, workdir)
+    if found is not None:
+      code, path, what = found
+      return _fault_line(code, path, what)
+    if not follow_causes:
+      return None
+    e = e.__cause__ if e.__cause__ is not None or e.__suppress_context__ else e.__context__
+  return None
+
+
+def _environment_fault(e: BaseException, workdir: Optional[str]):
+  """``(errno, path, what)`` of an environment fault, or None."""
+  if isinstance(e, OSError) and e.errno in _ADVICE:
+    if e.filename is not None:
+      return e.errno, os.fsdecode(e.filename), ""
+    return e.errno, workdir or "?", "a file under "
+  text = str(e)
+  code = re.search(r"os_error_code='?(\d+)", text)
+  path = re.search(r'local file "([^"]+)"', text) or re.search(r'"(/[^"]+)"', text)
+  if code and path and int(code.group(1)) in _ADVICE:
+    # The step's temporary directory (orbax renames it when the save is done).
+    return (int(code.group(1)), re.sub(r"\.orbax-checkpoint-tmp.*$", "", path.group(1)),
+            "checkpoint ")
+  return None
+
+
+_WRITABLE = "use a --workdir on a writable file system"
+_SPACE = "free some space there (or use another --workdir), then rerun the same command"
+_IN_THE_WAY = "a file is in the way of a directory: move it or use another --workdir"
+#: errno -> (verb, what to do) of the faults of the environment reported in one line.
+_ADVICE = {
+    errno.EROFS: ("write", _WRITABLE),
+    errno.EACCES: ("access", "check its permissions, or use another --workdir"),
+    errno.EPERM: ("access", "check its permissions, or use another --workdir"),
+    errno.ENOSPC: ("write", _SPACE),
+    errno.EDQUOT: ("write", _SPACE),
+    errno.EFBIG: ("write", "the file system or ulimit -f limits the size of a file"),
+    errno.ENAMETOOLONG: ("create", "use a shorter --workdir (at most 255 bytes a "
+                                   "name, 4096 a path)"),
+    errno.EEXIST: ("create", _IN_THE_WAY),
+    errno.ENOTDIR: ("create", _IN_THE_WAY),
+    errno.EISDIR: ("write", "a directory is in the way of a file: move it or use another "
+                            "--workdir"),
+    errno.ENOENT: ("access", None),
+    errno.EIO: ("write", "the disk or network file system failed; check it"),
+}
+
+
+def _fault_line(code: int, path: str, what: str) -> str:
+  verb, advice = _ADVICE[code]
+  line = f"cannot {verb} {what}{path}: [Errno {code}] {os.strerror(code)}"
+  return f"{line}; {advice}" if advice else line
+
+
+class _HeldBack(logging.Filter):
+  """Holds back the tracebacks of the libraries' background work: orbax logs each failed
+  save of its threads (several tracebacks each) before the main thread raises it, and
+  tensorstore's callbacks into a closed event loop are reported as unraisable exceptions
+  (one traceback each, dozens after a failed save). The error that ends the run is
+  printed once, in two lines; after a run that succeeds, each is one warning line."""
+
+  def __init__(self):
+    super().__init__()
+    self.lines = []
+
+  def filter(self, record):
+    if (record.exc_info or record.exc_text) and record.levelno >= logging.ERROR and not (
+        record.name == "sdrift_jax" or record.name.startswith("sdrift_jax.")):
+      self.lines.append(f"{record.name}: {_message(record.getMessage())[:300]}")
+      return False
+    return True
+
+  def unraisable(self, u) -> None:
+    self.lines.append(f"ignored {u.exc_type.__name__}: {_message(u.exc_value)[:300]}")
+
+  def thread(self, args) -> None:
+    name = args.thread.name if args.thread is not None else "?"
+    self.lines.append(f"thread {name}: {args.exc_type.__name__}: "
+                      f"{_message(args.exc_value)[:300]}")
+
+
+def _setup_logging(debug: bool) -> _HeldBack:
   # Our progress at INFO; libraries (orbax logs every save) at WARNING.
   logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(message)s",
                       datefmt="%H:%M:%S", stream=sys.stderr, force=True)
   logging.getLogger("sdrift_jax").setLevel(logging.INFO)
-  parallel = FLAGS.config.get("parallel") or {}
-  if FLAGS.distributed or parallel.get("distributed", False):
-    import jax
-    jax.distributed.initialize(coordinator_address=FLAGS.coordinator_address,
-                               num_processes=FLAGS.num_processes,
-                               process_id=FLAGS.process_id)
-    logging.getLogger("sdrift_jax").info(
-        "process %d of %d, %d local / %d global devices", jax.process_index(),
-        jax.process_count(), jax.local_device_count(), jax.device_count())
-  import experiments
-  from sdrift_jax import training
-  from sdrift_jax.training import workdir as workdir_lib
+  held = _HeldBack()
+  if not debug:
+    import threading  # pylint: disable=g-import-not-at-top
+    for handler in logging.getLogger().handlers:
+      handler.addFilter(held)
+    sys.unraisablehook = held.unraisable
+    threading.excepthook = held.thread
+  return held
+
+
+def run(config, workdir: str, debug: bool = False, held: Optional[_HeldBack] = None):
+  """Runs ``config`` in ``workdir`` and returns its summary; the errors of a user or of
+  the environment end the process with two lines on stderr (status 1), Ctrl-C with one
+  (status 130). With ``debug`` they raise.
+
+  On Ctrl-C the process exits at once (``os._exit``), not through the interpreter's
+  shutdown, which would wait for orbax's save in flight and print its threads'
+  tracebacks: the files of the run are closed by then (the exception unwound them), a
+  step orbax had not finished is a temporary directory that is never restored, and one
+  whose checksum was not written yet is restored with a warning.
+  """
+  try:
+    import experiments  # pylint: disable=g-import-not-at-top
+    summary = experiments.run_experiment(config, workdir)
+  except KeyboardInterrupt:
+    if debug:
+      raise
+    print(INTERRUPTED, file=sys.stderr)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    _hard_exit(130)
+    raise  # only when _hard_exit is replaced
+  except Exception as e:  # pylint: disable=broad-except
+    from sdrift_jax import training  # pylint: disable=g-import-not-at-top
+    from sdrift_jax.training import workdir as workdir_lib  # pylint: disable=g-import-not-at-top
+    user_errors = (ValueError, KeyError, FileNotFoundError, ImportError,
+                   workdir_lib.WorkdirBusyError, training.NonFiniteLossError)
+    # An error of ours names the problem better than the OSError that it reports.
+    message = environment_message(e, workdir, follow_causes=not isinstance(e, user_errors))
+    if debug or (message is None and not isinstance(e, user_errors)):
+      raise
+    print(f"error: {message or _message(e)}", file=sys.stderr)
+    print(HINT, file=sys.stderr)
+    if message is not None:
+      # Not through the interpreter's shutdown: it would wait for orbax's writes in flight
+      # into the same failing file system and print their errors.
+      sys.stdout.flush()
+      sys.stderr.flush()
+      _hard_exit(1)
+    sys.exit(1)
+  for line in (held.lines if held else []):  # the run succeeded all the same
+    print(f"warning: {line} (--debug shows the traceback)", file=sys.stderr)
+  return summary
+
+
+def main(argv):
+  del argv
+  held = _setup_logging(FLAGS.debug)
+  try:
+    parallel = FLAGS.config.get("parallel") or {}
+    if FLAGS.distributed or parallel.get("distributed", False):
+      import jax  # pylint: disable=g-import-not-at-top
+      jax.distributed.initialize(coordinator_address=FLAGS.coordinator_address,
+                                 num_processes=FLAGS.num_processes,
+                                 process_id=FLAGS.process_id)
+      logging.getLogger("sdrift_jax").info(
+          "process %d of %d, %d local / %d global devices", jax.process_index(),
+          jax.process_count(), jax.local_device_count(), jax.device_count())
+  except KeyboardInterrupt:
+    if FLAGS.debug:
+      raise
+    print("interrupted", file=sys.stderr)
+    sys.exit(130)
   config_arg = (_config_argument(sys.argv)
                 or config_flags.get_config_filename(FLAGS["config"]))
   workdir = FLAGS.workdir or default_workdir(config_arg)
-  user_errors = (ValueError, KeyError, FileNotFoundError, ImportError,
-                 workdir_lib.WorkdirBusyError, training.NonFiniteLossError)
-  try:
-    experiments.run_experiment(FLAGS.config, workdir)
-  except user_errors as e:
-    if FLAGS.debug:
-      raise
-    print(f"error: {_message(e)}", file=sys.stderr)
-    print("(--debug or SDRIFT_DEBUG=1 shows the traceback)", file=sys.stderr)
-    sys.exit(1)
-  import jax
+  run(FLAGS.config, workdir, FLAGS.debug, held)
+  import jax  # pylint: disable=g-import-not-at-top
   if jax.process_index() == 0:
     print(f"outputs in {os.path.abspath(workdir)}")
 

@@ -86,11 +86,18 @@ def hold(workdir: str, enabled: bool = True) -> Iterator[None]:
       _HELD[path][1] -= 1
     return
   f = _acquire(path, workdir)
-  f.seek(0)
-  f.truncate()
-  f.write(json.dumps(dict(pid=os.getpid(), host=socket.gethostname(),
-                          started=datetime.datetime.now().isoformat(timespec="seconds"))))
-  f.flush()
+  try:
+    f.seek(0)
+    f.truncate()
+    f.write(json.dumps(dict(pid=os.getpid(), host=socket.gethostname(),
+                            started=datetime.datetime.now().isoformat(timespec="seconds"))))
+    f.flush()
+  except OSError as e:  # a full disk, say: the error names the lock file
+    with contextlib.suppress(OSError):
+      f.close()  # flushes again, and fails again
+    if e.filename is None:
+      raise OSError(e.errno, e.strerror, path) from e
+    raise
   _HELD[path] = [f, 1]
   try:
     yield

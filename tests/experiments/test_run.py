@@ -6,7 +6,7 @@ import sys
 import pytest
 
 import experiments
-from tests.helpers import cli, holder, load
+from tests.helpers import ROOT, cli, holder, load
 
 # Registry -------------------------------------------------------------------------------
 
@@ -103,7 +103,9 @@ def test_cli_usage_errors_are_one_line_and_exit_2(tmp_path, args, match):
 def test_cli_run_errors_are_two_lines_and_debug_shows_the_traceback(tmp_path):
   out = cli("--config=configs/toy.py:smoke,tau=0", f"--workdir={tmp_path}")
   assert out.returncode == 1 and "Traceback" not in out.stderr
-  assert out.stderr.strip().splitlines()[-2] == (
+  # The range check of the config or the drift's own check, whichever comes first.
+  assert out.stderr.strip().splitlines()[-2] in (
+      "error: config.sweep.taus = 0: must be a finite number > 0",
       "error: bad config.drift: tau must be positive and finite, got 0.0")
   out = cli("--config=configs/toy.py:smoke,tau=0", f"--workdir={tmp_path}",
             env=dict(SDRIFT_DEBUG="1"))
@@ -139,3 +141,248 @@ def test_default_workdir_names_config_and_variant():
   assert run.default_workdir("configs/toy.py") == os.path.join("workdirs", "toy")
   assert run.default_workdir("configs/toy.py:smoke,taus=(0.1,0.2)") == os.path.join(
       "workdirs", "toy_smoke_taus=_0.1_0.2_")
+
+
+# Errors of the user and of the environment (experiments/run.py) ------------------------
+
+
+def _usage_lines(capsys, fn, *args):
+  """Runs ``fn(*args)``, which must exit with a usage error; its stderr lines."""
+  with pytest.raises(SystemExit) as e:
+    fn(*args)
+  assert e.value.code == 2
+  lines = capsys.readouterr().err.splitlines()
+  assert len(lines) == 2 and lines[1].startswith("usage:"), lines
+  return lines[0]
+
+
+def test_extra_argument_empty_or_file_workdir_are_usage_errors(tmp_path, capsys):
+  from experiments import run  # pylint: disable=g-import-not-at-top
+  assert _usage_lines(capsys, run.check_arguments, ["run.py", "extra"], None) == (
+      "error: unexpected argument(s) 'extra': every setting is a flag (--config.a.b=value) "
+      "or in the variant (:key=value)")
+  assert _usage_lines(capsys, run.check_arguments, ["run.py"], "") == (
+      "error: --workdir is empty: give a directory, or leave the flag out for "
+      "workdirs/<config>")
+  (tmp_path / "f").write_text("")
+  assert _usage_lines(capsys, run.check_arguments, ["run.py"], str(tmp_path / "f")) == (
+      f"error: --workdir={tmp_path / 'f'} is a file, not a directory: choose another "
+      "--workdir (or move the file)")
+  run.check_arguments(["run.py"], str(tmp_path))  # a directory, new or not, is fine
+  run.check_arguments(["run.py"], str(tmp_path / "new"))
+
+
+def test_config_experiment_other_than_the_config_files_is_refused_before_any_import(
+    capsys, monkeypatch):
+  from experiments import run  # pylint: disable=g-import-not-at-top
+  toy = os.path.join(ROOT, "configs", "toy.py")
+  monkeypatch.delitem(sys.modules, "experiments.mnist", raising=False)
+  line = _usage_lines(capsys, run._check_config_argument,
+                      ["run.py", f"--config={toy}:smoke", "--config.experiment=mnist"])
+  assert line == ("error: --config.experiment=mnist: configs/toy.py is a config of the "
+                  "'toy' experiment, whose fields the 'mnist' experiment does not read; for "
+                  "'mnist' use configs/mnist.py")
+  assert "experiments.mnist" not in sys.modules  # refused before importing it
+  line = _usage_lines(capsys, run._check_config_argument,
+                      ["run.py", f"--config={toy}:smoke", "--config.experiment=run"])
+  assert "the 'run' experiment does not read; the configs' experiments are [" in line
+  line = _usage_lines(capsys, run._check_config_argument,
+                      ["run.py", f"--config={toy}:smoke,experiment=mnist"])
+  assert line.startswith(f"error: --config={toy}:smoke,experiment=mnist: configs/toy.py "
+                         "is a config of the 'toy' experiment")
+  run._check_config_argument(["run.py", f"--config={toy}:smoke", "--config.experiment=toy"])
+
+
+def test_tuple_flags_take_bare_words_as_the_variant_form_does(capsys):
+  from ml_collections.config_flags import tuple_parser  # pylint: disable=g-import-not-at-top
+  from experiments import run  # pylint: disable=g-import-not-at-top
+  toy = os.path.join(ROOT, "configs", "toy.py")
+  argv = ["run.py", f"--config={toy}:smoke", "--config.sweep.normalizations=(sinkhorn,one_sided)",
+          "--config.sweep.targets=moons,spiral", "--config.sweep.taus=(0.1,0.2)",
+          "--config.drift.normalization=sinkhorn", "--config.drift.T=3"]
+  out = run._tuple_overrides(argv)
+  assert out == argv[:2] + ["--config.sweep.normalizations=('sinkhorn', 'one_sided')",
+                            "--config.sweep.targets=('moons', 'spiral')"] + argv[4:]
+  assert tuple_parser.TupleParser().parse(out[2].split("=", 1)[1]) == ("sinkhorn",
+                                                                       "one_sided")
+  line = _usage_lines(capsys, run._tuple_overrides,
+                      ["run.py", f"--config={toy}:smoke", "--config.sweep.taus=(0.1,abc)"])
+  assert line.startswith("error: --config.sweep.taus=(0.1,abc): config key 'sweep.taus': "
+                         "cannot set '(0.1,abc)': expected a number or a tuple of numbers")
+
+
+# The text of the error orbax raises when a checkpoint write finds the disk full.
+TENSORSTORE_ENOSPC = (
+    'RESOURCE_EXHAUSTED: Error writing "opt_state.0.nu.hidden.1.kernel.value/0.0.0" in OCDBT '
+    'database at local file "/w/run/checkpoints/20.orbax-checkpoint-tmp/default.orbax-'
+    'checkpoint-tmp/ocdbt.process_0/": Error writing local file "/w/run/checkpoints/20.orbax-'
+    'checkpoint-tmp/default.orbax-checkpoint-tmp/ocdbt.process_0/manifest.ocdbt": Failed '
+    "to write 130 bytes to file 9: No space left on device [os_error_code='28']")
+
+
+def test_environment_faults_are_one_line_naming_the_path_and_what_to_do():
+  import errno  # pylint: disable=g-import-not-at-top
+  from experiments import run  # pylint: disable=g-import-not-at-top
+  message = run.environment_message
+  assert message(OSError(errno.EROFS, "Read-only file system", "/w/config.json")) == (
+      "cannot write /w/config.json: [Errno 30] Read-only file system; use a --workdir on a "
+      "writable file system")
+  assert message(OSError(errno.ENOSPC, "No space left on device"), "/w") == (
+      "cannot write a file under /w: [Errno 28] No space left on device; free some space "
+      "there (or use another --workdir), then rerun the same command")
+  assert message(OSError(errno.ENAMETOOLONG, "File name too long", "/w/" + "a" * 300)) == (
+      f"cannot create /w/{'a' * 300}: [Errno 36] File name too long; use a shorter "
+      "--workdir (at most 255 bytes a name, 4096 a path)")
+  assert message(PermissionError(errno.EACCES, "Permission denied", "/w")).startswith(
+      "cannot access /w: [Errno 13] Permission denied; check its permissions")
+  assert message(ValueError(TENSORSTORE_ENOSPC)) == (
+      "cannot write checkpoint /w/run/checkpoints/20: [Errno 28] No space left on device; "
+      "free some space there (or use another --workdir), then rerun the same command")
+  try:
+    try:
+      raise OSError(errno.EROFS, "Read-only file system", "/w/x")
+    except OSError as e:
+      raise RuntimeError("saving failed") from e
+  except RuntimeError as e:
+    assert message(e).startswith("cannot write /w/x: [Errno 30]")  # found in the cause
+    assert message(e, follow_causes=False) is None
+  assert message(ValueError("tau must be positive")) is None
+  assert message(FileNotFoundError("no config file 'x'")) is None  # ours: printed as is
+
+
+@pytest.fixture
+def cli_run(monkeypatch, capsys):
+  """``run.run`` in-process: logging and hooks as the command line sets them (restored
+  after), the experiment replaced by ``fake``, exits raising SystemExit. Returns
+  ``go(fake) -> (exit code or None, stderr lines)``."""
+  import logging  # pylint: disable=g-import-not-at-top
+  import threading  # pylint: disable=g-import-not-at-top
+  from experiments import run  # pylint: disable=g-import-not-at-top
+  root = logging.getLogger()
+  monkeypatch.setattr(root, "handlers", [])  # pytest's own, not closed by basicConfig
+  monkeypatch.setattr(root, "level", root.level)
+  monkeypatch.setattr(logging.getLogger("sdrift_jax"), "level",
+                      logging.getLogger("sdrift_jax").level)
+  monkeypatch.setattr(sys, "unraisablehook", sys.unraisablehook)
+  monkeypatch.setattr(threading, "excepthook", threading.excepthook)
+
+  def hard_exit(code):
+    raise SystemExit(code)
+
+  monkeypatch.setattr(run, "_hard_exit", hard_exit)
+
+  def go(fake, workdir="/w"):
+    held = run._setup_logging(debug=False)
+    monkeypatch.setattr(experiments, "run_experiment", fake)
+    try:
+      run.run(None, workdir, debug=False, held=held)
+      code = None
+    except SystemExit as e:
+      code = e.code
+    return code, capsys.readouterr().err.splitlines()
+
+  return go
+
+
+def _library_noise():
+  """What orbax and tensorstore print while a save fails: an error logged with its
+  traceback, an unraisable exception, an exception in a thread."""
+  import logging  # pylint: disable=g-import-not-at-top
+  import threading  # pylint: disable=g-import-not-at-top
+  try:
+    raise ValueError(TENSORSTORE_ENOSPC)
+  except ValueError:
+    logging.getLogger("absl").exception("_SignalingThread.run() raised an exception")
+
+  class Callback:
+    def __del__(self):
+      raise RuntimeError("Event loop is closed")
+
+  Callback()  # collected at once: an unraisable exception
+
+  def fail():
+    raise OSError(28, "No space left on device")
+
+  t = threading.Thread(target=fail, name="save_finalize")
+  t.start()
+  t.join()
+
+
+def test_an_environment_fault_is_two_lines_without_the_threads_tracebacks(cli_run):
+  from experiments import run  # pylint: disable=g-import-not-at-top
+
+  def fake(config, workdir):
+    _library_noise()
+    raise ValueError(TENSORSTORE_ENOSPC)
+
+  code, lines = cli_run(fake)
+  assert code == 1
+  assert lines == ["error: cannot write checkpoint /w/run/checkpoints/20: [Errno 28] No "
+                   "space left on device; free some space there (or use another --workdir), "
+                   "then rerun the same command", run.HINT]
+
+  def read_only(config, workdir):
+    raise OSError(30, "Read-only file system", f"{workdir}/config.json")
+
+  code, lines = cli_run(read_only)
+  assert code == 1 and lines == [
+      "error: cannot write /w/config.json: [Errno 30] Read-only file system; use a "
+      "--workdir on a writable file system", run.HINT]
+
+
+def test_ctrl_c_is_one_line_and_status_130(cli_run):
+  from experiments import run  # pylint: disable=g-import-not-at-top
+
+  def interrupted(config, workdir):
+    _library_noise()  # orbax's save in flight fails as the run stops
+    raise KeyboardInterrupt
+
+  assert cli_run(interrupted) == (130, [run.INTERRUPTED])
+
+
+def test_a_run_that_succeeds_reports_held_back_library_errors_in_one_line_each(cli_run):
+  code, lines = cli_run(lambda config, workdir: _library_noise())
+  assert code is None and len(lines) == 3, lines
+  assert lines[0].startswith("warning: absl: _SignalingThread.run() raised an exception")
+  assert lines[1].startswith("warning: ignored RuntimeError: Event loop is closed")
+  assert lines[2] == ("warning: thread save_finalize: OSError: [Errno 28] No space left on "
+                      "device (--debug shows the traceback)")
+
+
+@pytest.mark.heavy
+@pytest.mark.long
+def test_cli_environment_faults_are_two_lines(tmp_path):
+  (tmp_path / "w" / ".lock").mkdir(parents=True)
+  out = cli("--config=configs/toy.py:smoke", f"--workdir={tmp_path / 'w'}")
+  assert out.returncode == 1 and out.stderr.splitlines() == [
+      f"error: {os.path.realpath(tmp_path / 'w' / '.lock')} is a directory, not the run's "
+      f"lock file; remove it (rm -r {os.path.realpath(tmp_path / 'w' / '.lock')}) and rerun",
+      "(--debug or SDRIFT_DEBUG=1 shows the traceback)"], out.stderr
+  long_name = tmp_path / ("a" * 300)
+  out = cli("--config=configs/toy.py:smoke", f"--workdir={long_name}")
+  assert out.returncode == 1 and out.stderr.splitlines() == [
+      f"error: cannot create {long_name}: [Errno 36] File name too long; use a shorter "
+      "--workdir (at most 255 bytes a name, 4096 a path)",
+      "(--debug or SDRIFT_DEBUG=1 shows the traceback)"], out.stderr
+
+
+@pytest.mark.heavy
+@pytest.mark.long
+def test_cli_ctrl_c_stops_in_one_line_with_status_130(tmp_path):
+  import signal  # pylint: disable=g-import-not-at-top
+  import subprocess  # pylint: disable=g-import-not-at-top
+  args = [sys.executable, "-m", "experiments.run", "--config=configs/toy.py:smoke,steps=100000",
+          "--config.train.checkpoint_every=10", "--config.train.eval_every=100000",
+          f"--workdir={tmp_path}"]
+  proc = subprocess.Popen(args, cwd=ROOT, stderr=subprocess.PIPE, text=True)
+  lines = []
+  for line in proc.stderr:  # Ctrl-C once a few checkpoints are being saved
+    lines.append(line)
+    if " step 50/" in line:
+      break
+  proc.send_signal(signal.SIGINT)
+  _, rest = proc.communicate(timeout=60)
+  assert proc.returncode == 130
+  assert rest.splitlines()[-1:] == [
+      "interrupted; rerun the same command to resume from the last checkpoint"]
+  assert "Traceback" not in rest and all(" step " in l for l in rest.splitlines()[:-1]), rest

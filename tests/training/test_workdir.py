@@ -1,5 +1,6 @@
 """sdrift_jax.training.workdir: the workdir lock, atomic writes and a tolerant metrics.jsonl
 (docs/reliability.md)."""
+import errno
 import logging
 import os
 import signal
@@ -76,6 +77,21 @@ def test_a_directory_in_place_of_the_lock_is_refused_in_one_line(tmp_path):
                           f"(rm -r {lock}) and rerun")
   assert isinstance(e.value, ValueError)  # the command line prints it as one line
   assert os.path.isdir(tmp_path / ".lock")
+
+
+def test_a_lock_file_that_cannot_be_written_is_named_and_released(tmp_path, monkeypatch):
+  def full_disk():
+    raise OSError(errno.ENOSPC, "No space left on device")  # as a write() reports it
+
+  monkeypatch.setattr(workdir_lib.socket, "gethostname", full_disk)  # while writing
+  with pytest.raises(OSError) as e:
+    with workdir_lib.hold(str(tmp_path)):
+      pass
+  assert e.value.errno == errno.ENOSPC  # with the file, for the one-line message
+  assert e.value.filename == os.path.realpath(tmp_path / ".lock")
+  monkeypatch.undo()
+  with workdir_lib.hold(str(tmp_path)):  # not left locked
+    pass
 
 
 # metrics.jsonl and atomic writes --------------------------------------------------------
