@@ -254,6 +254,10 @@ def cached_model(kind: str, config, data, cache_dir: str):
                              checkpoint_dir=progress)
       ckpt.save(0, params)
       ckpt.wait()
+      # Read back as a later run loads them: the programs that take these parameters
+      # are then the same in both runs (a fitted tree differs from a restored one in its
+      # arrays' attributes), so the second run finds them in JAX's persistent cache.
+      params = ckpt.restore(0, params)
       if jax.process_index() == 0:
         # Time of the epochs before an interrupt is lost; this invocation's is counted.
         workdir_lib.atomic_write_json(directory + ".seconds.json",
