@@ -254,6 +254,7 @@ def parse_flags(argv):
     sys.exit(0)
   try:
     if not _debug(argv):
+      sys.unraisablehook = _unraisable_before_run
       _check_config_argument(argv)
     rewritten = _tuple_overrides(argv)
     if argv is sys.argv:
@@ -362,6 +363,21 @@ def _fault_line(code: int, path: str, what: str) -> str:
   return f"{line}; {advice}" if advice else line
 
 
+def _interrupt_now(message: str) -> None:
+  """Ctrl-C: ``message`` and exit status 130 at once (see :func:`run`)."""
+  print(message, file=sys.stderr)
+  sys.stdout.flush()
+  sys.stderr.flush()
+  _hard_exit(130)
+
+
+def _unraisable_before_run(u) -> None:
+  """Ctrl-C during start-up that Python would ignore (raised in a gc callback) stops."""
+  if issubclass(u.exc_type, KeyboardInterrupt):
+    _interrupt_now("interrupted")
+  sys.__unraisablehook__(u)
+
+
 class _HeldBack(logging.Filter):
   """Holds back the tracebacks of the libraries' background work: orbax logs each failed
   save of its threads (several tracebacks each) before the main thread raises it, and
@@ -381,6 +397,9 @@ class _HeldBack(logging.Filter):
     return True
 
   def unraisable(self, u) -> None:
+    if issubclass(u.exc_type, KeyboardInterrupt):
+      _interrupt_now(INTERRUPTED)  # Ctrl-C landed in a callback (JAX's gc hook), ignored
+      return
     self.lines.append(f"ignored {u.exc_type.__name__}: {_message(u.exc_value)[:300]}")
 
   def thread(self, args) -> None:
@@ -413,7 +432,10 @@ def run(config, workdir: str, debug: bool = False, held: Optional[_HeldBack] = N
   shutdown, which would wait for orbax's save in flight and print its threads'
   tracebacks: the files of the run are closed by then (the exception unwound them), a
   step orbax had not finished is a temporary directory that is never restored, and one
-  whose checksum was not written yet is restored with a warning.
+  whose checksum was not written yet is restored with a warning. A Ctrl-C that Python
+  would ignore (raised in a callback: JAX's gc hook) exits the same way from the
+  unraisable-exception hook, without unwinding: the kernel releases the workdir lock, and
+  a partial last line of ``metrics.jsonl`` is dropped on resume.
   """
   try:
     import experiments  # pylint: disable=g-import-not-at-top
@@ -421,10 +443,7 @@ def run(config, workdir: str, debug: bool = False, held: Optional[_HeldBack] = N
   except KeyboardInterrupt:
     if debug:
       raise
-    print(INTERRUPTED, file=sys.stderr)
-    sys.stdout.flush()
-    sys.stderr.flush()
-    _hard_exit(130)
+    _interrupt_now(INTERRUPTED)
     raise  # only when _hard_exit is replaced
   except Exception as e:  # pylint: disable=broad-except
     from sdrift_jax import training  # pylint: disable=g-import-not-at-top

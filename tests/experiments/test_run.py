@@ -340,6 +340,22 @@ def test_ctrl_c_is_one_line_and_status_130(cli_run):
   assert cli_run(interrupted) == (130, [run.INTERRUPTED])
 
 
+def test_ctrl_c_that_python_would_ignore_in_a_callback_still_stops(cli_run, monkeypatch):
+  from experiments import run  # pylint: disable=g-import-not-at-top
+  exits = []
+  monkeypatch.setattr(run, "_hard_exit", exits.append)  # returns: the run goes on here
+
+  def interrupted_in_gc_callback(config, workdir):
+    class Callback:
+      def __del__(self):
+        raise KeyboardInterrupt  # as in JAX's _xla_gc_callback: Python ignores it
+
+    Callback()
+
+  assert cli_run(interrupted_in_gc_callback) == (None, [run.INTERRUPTED])
+  assert exits == [130]
+
+
 def test_a_run_that_succeeds_reports_held_back_library_errors_in_one_line_each(cli_run):
   code, lines = cli_run(lambda config, workdir: _library_noise())
   assert code is None and len(lines) == 3, lines
