@@ -250,7 +250,10 @@ def parse_flags(argv):
   line (exit 2); with ``--debug`` absl's own behaviour. Tuple flags take bare words
   (:func:`_tuple_overrides`)."""
   if any(a in ("-h", "--help", "--helpshort", "-?") for a in argv[1:]):
-    print(help_text())
+    try:
+      print(help_text(), flush=True)
+    except BrokenPipeError:  # --help | head: the reader has what it wanted
+      os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     sys.exit(0)
   try:
     if not _debug(argv):

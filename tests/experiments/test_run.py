@@ -124,6 +124,16 @@ def test_cli_help_lists_every_config_and_variant():
 
 
 @pytest.mark.heavy
+def test_cli_help_into_a_closed_pipe_is_quiet():  # python -m experiments.run --help | head -1
+  import subprocess  # pylint: disable=g-import-not-at-top
+  proc = subprocess.Popen([sys.executable, "-m", "experiments.run", "--help"], cwd=ROOT,
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+  proc.stdout.close()  # before the help is written
+  assert proc.wait(timeout=120) == 0
+  assert proc.stderr.read() == ""
+
+
+@pytest.mark.heavy
 def test_cli_into_a_held_workdir_exits_at_once_with_one_line(tmp_path):
   proc = holder(tmp_path)
   try:
