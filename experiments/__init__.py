@@ -19,7 +19,8 @@ from typing import Callable
 
 _REGISTRY: dict[str, Callable] = {}
 #: Modules of this package that are not experiments (the CLI, shared pieces, scripts).
-_NOT_EXPERIMENTS = ("run", "sweep", "tables", "mnist_models", "latent_dispersion")
+_NOT_EXPERIMENTS = ("run", "cli_args", "cli_faults", "sweep", "tables", "mnist_models",
+                    "latent_dispersion")
 
 
 def register(name: str):

@@ -147,13 +147,13 @@ def test_cli_into_a_held_workdir_exits_at_once_with_one_line(tmp_path):
 
 
 def test_default_workdir_names_config_and_variant():
-  from experiments import run  # pylint: disable=g-import-not-at-top
-  assert run.default_workdir("configs/toy.py") == os.path.join("workdirs", "toy")
-  assert run.default_workdir("configs/toy.py:smoke,taus=(0.1,0.2)") == os.path.join(
+  from experiments import cli_args  # pylint: disable=g-import-not-at-top
+  assert cli_args.default_workdir("configs/toy.py") == os.path.join("workdirs", "toy")
+  assert cli_args.default_workdir("configs/toy.py:smoke,taus=(0.1,0.2)") == os.path.join(
       "workdirs", "toy_smoke_taus=_0.1_0.2_")
 
 
-# Errors of the user and of the environment (experiments/run.py) ------------------------
+# Errors of the user and of the environment (experiments/cli_args.py, cli_faults.py) ----
 
 
 def _usage_lines(capsys, fn, *args):
@@ -167,55 +167,55 @@ def _usage_lines(capsys, fn, *args):
 
 
 def test_extra_argument_empty_or_file_workdir_are_usage_errors(tmp_path, capsys):
-  from experiments import run  # pylint: disable=g-import-not-at-top
-  assert _usage_lines(capsys, run.check_arguments, ["run.py", "extra"], None) == (
+  from experiments import cli_args  # pylint: disable=g-import-not-at-top
+  assert _usage_lines(capsys, cli_args.check_arguments, ["run.py", "extra"], None) == (
       "error: unexpected argument(s) 'extra': every setting is a flag (--config.a.b=value) "
       "or in the variant (:key=value)")
-  assert _usage_lines(capsys, run.check_arguments, ["run.py"], "") == (
+  assert _usage_lines(capsys, cli_args.check_arguments, ["run.py"], "") == (
       "error: --workdir is empty: give a directory, or leave the flag out for "
       "workdirs/<config>")
   (tmp_path / "f").write_text("")
-  assert _usage_lines(capsys, run.check_arguments, ["run.py"], str(tmp_path / "f")) == (
+  assert _usage_lines(capsys, cli_args.check_arguments, ["run.py"], str(tmp_path / "f")) == (
       f"error: --workdir={tmp_path / 'f'} is a file, not a directory: choose another "
       "--workdir (or move the file)")
-  run.check_arguments(["run.py"], str(tmp_path))  # a directory, new or not, is fine
-  run.check_arguments(["run.py"], str(tmp_path / "new"))
+  cli_args.check_arguments(["run.py"], str(tmp_path))  # a directory, new or not, is fine
+  cli_args.check_arguments(["run.py"], str(tmp_path / "new"))
 
 
 def test_config_experiment_other_than_the_config_files_is_refused_before_any_import(
     capsys, monkeypatch):
-  from experiments import run  # pylint: disable=g-import-not-at-top
+  from experiments import cli_args  # pylint: disable=g-import-not-at-top
   toy = os.path.join(ROOT, "configs", "toy.py")
   monkeypatch.delitem(sys.modules, "experiments.mnist", raising=False)
-  line = _usage_lines(capsys, run._check_config_argument,
+  line = _usage_lines(capsys, cli_args.check_config_argument,
                       ["run.py", f"--config={toy}:smoke", "--config.experiment=mnist"])
   assert line == ("error: --config.experiment=mnist: configs/toy.py is a config of the "
                   "'toy' experiment, whose fields the 'mnist' experiment does not read; for "
                   "'mnist' use configs/mnist.py")
   assert "experiments.mnist" not in sys.modules  # refused before importing it
-  line = _usage_lines(capsys, run._check_config_argument,
+  line = _usage_lines(capsys, cli_args.check_config_argument,
                       ["run.py", f"--config={toy}:smoke", "--config.experiment=run"])
   assert "the 'run' experiment does not read; the configs' experiments are [" in line
-  line = _usage_lines(capsys, run._check_config_argument,
+  line = _usage_lines(capsys, cli_args.check_config_argument,
                       ["run.py", f"--config={toy}:smoke,experiment=mnist"])
   assert line.startswith(f"error: --config={toy}:smoke,experiment=mnist: configs/toy.py "
                          "is a config of the 'toy' experiment")
-  run._check_config_argument(["run.py", f"--config={toy}:smoke", "--config.experiment=toy"])
+  cli_args.check_config_argument(["run.py", f"--config={toy}:smoke", "--config.experiment=toy"])
 
 
 def test_tuple_flags_take_bare_words_as_the_variant_form_does(capsys):
   from ml_collections.config_flags import tuple_parser  # pylint: disable=g-import-not-at-top
-  from experiments import run  # pylint: disable=g-import-not-at-top
+  from experiments import cli_args  # pylint: disable=g-import-not-at-top
   toy = os.path.join(ROOT, "configs", "toy.py")
   argv = ["run.py", f"--config={toy}:smoke", "--config.sweep.normalizations=(sinkhorn,one_sided)",
           "--config.sweep.targets=moons,spiral", "--config.sweep.taus=(0.1,0.2)",
           "--config.drift.normalization=sinkhorn", "--config.drift.T=3"]
-  out = run._tuple_overrides(argv)
+  out = cli_args.tuple_overrides(argv)
   assert out == argv[:2] + ["--config.sweep.normalizations=('sinkhorn', 'one_sided')",
                             "--config.sweep.targets=('moons', 'spiral')"] + argv[4:]
   assert tuple_parser.TupleParser().parse(out[2].split("=", 1)[1]) == ("sinkhorn",
                                                                        "one_sided")
-  line = _usage_lines(capsys, run._tuple_overrides,
+  line = _usage_lines(capsys, cli_args.tuple_overrides,
                       ["run.py", f"--config={toy}:smoke", "--config.sweep.taus=(0.1,abc)"])
   assert line.startswith("error: --config.sweep.taus=(0.1,abc): config key 'sweep.taus': "
                          "cannot set '(0.1,abc)': expected a number or a tuple of numbers")
@@ -232,8 +232,8 @@ TENSORSTORE_ENOSPC = (
 
 def test_environment_faults_are_one_line_naming_the_path_and_what_to_do():
   import errno  # pylint: disable=g-import-not-at-top
-  from experiments import run  # pylint: disable=g-import-not-at-top
-  message = run.environment_message
+  from experiments import cli_faults  # pylint: disable=g-import-not-at-top
+  message = cli_faults.environment_message
   assert message(OSError(errno.EROFS, "Read-only file system", "/w/config.json")) == (
       "cannot write /w/config.json: [Errno 30] Read-only file system; use a --workdir on a "
       "writable file system")
@@ -267,7 +267,7 @@ def cli_run(monkeypatch, capsys):
   ``go(fake) -> (exit code or None, stderr lines)``."""
   import logging  # pylint: disable=g-import-not-at-top
   import threading  # pylint: disable=g-import-not-at-top
-  from experiments import run  # pylint: disable=g-import-not-at-top
+  from experiments import cli_faults, run  # pylint: disable=g-import-not-at-top
   root = logging.getLogger()
   monkeypatch.setattr(root, "handlers", [])  # pytest's own, not closed by basicConfig
   monkeypatch.setattr(root, "level", root.level)
@@ -279,10 +279,10 @@ def cli_run(monkeypatch, capsys):
   def hard_exit(code):
     raise SystemExit(code)
 
-  monkeypatch.setattr(run, "_hard_exit", hard_exit)
+  monkeypatch.setattr(cli_faults, "_hard_exit", hard_exit)
 
   def go(fake, workdir="/w"):
-    held = run._setup_logging(debug=False)
+    held = cli_faults.setup_logging(debug=False)
     monkeypatch.setattr(experiments, "run_experiment", fake)
     try:
       run.run(None, workdir, debug=False, held=held)
@@ -351,9 +351,9 @@ def test_ctrl_c_is_one_line_and_status_130(cli_run):
 
 
 def test_ctrl_c_that_python_would_ignore_in_a_callback_still_stops(cli_run, monkeypatch):
-  from experiments import run  # pylint: disable=g-import-not-at-top
+  from experiments import cli_faults, run  # pylint: disable=g-import-not-at-top
   exits = []
-  monkeypatch.setattr(run, "_hard_exit", exits.append)  # returns: the run goes on here
+  monkeypatch.setattr(cli_faults, "_hard_exit", exits.append)  # returns: the run goes on here
 
   def interrupted_in_gc_callback(config, workdir):
     class Callback:

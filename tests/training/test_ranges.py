@@ -13,11 +13,11 @@ from sdrift_jax.training import ranges
 
 
 def _configs():
-  from experiments import run  # pylint: disable=g-import-not-at-top
+  from experiments import cli_args  # pylint: disable=g-import-not-at-top
   for path in sorted(glob.glob(os.path.join(ROOT, "configs", "*.py"))):
     name = os.path.basename(path)
     yield name, None
-    for variant in getattr(run._load_module(path), "VARIANTS", {}):  # pylint: disable=protected-access
+    for variant in getattr(cli_args.load_module(path), "VARIANTS", {}):
       yield name, variant
 
 
