@@ -42,9 +42,17 @@ def names() -> list[str]:
 
 
 def get(name) -> Callable:
-  """The entry point registered as ``name`` (its module imported on first use)."""
+  """The entry point registered as ``name`` (its module imported on first use).
+
+  Only a module of this package that may be an experiment is imported: a name that is
+  not an identifier (``../x``, ``a.b``), starts with ``_`` or is one of the
+  :data:`_NOT_EXPERIMENTS` (``run``: importing it would define its flags again) is
+  unknown.
+  """
   if not isinstance(name, str) or not name:
     raise ValueError(f"config.experiment must name an experiment, got {name!r}")
+  if name in _NOT_EXPERIMENTS or name.startswith("_") or not name.isidentifier():
+    raise ValueError(f"unknown config.experiment {name!r}: expected one of {names()}")
   if name not in _REGISTRY:
     try:
       importlib.import_module(f"{__name__}.{name}")

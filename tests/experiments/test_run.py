@@ -1,6 +1,7 @@
 """experiments.run (the command line: --help, usage errors, exit codes) and the
 experiment registry (experiments/__init__.py)."""
 import os
+import re
 import sys
 
 import pytest
@@ -28,6 +29,18 @@ def test_unknown_experiment_lists_the_names(tmp_path):
   assert not os.listdir(tmp_path)
   with pytest.raises(ValueError, match="must name an experiment"):
     experiments.get("")
+
+
+@pytest.mark.parametrize("name", ["run", "cli_args", "../x", "a.b", "_x", "toy.py"])
+def test_a_module_that_is_no_experiment_is_unknown_and_not_imported(name, monkeypatch):
+  # Not imported: experiments.run again would define its absl flags twice
+  # (DuplicateFlagError), a path would import what it names.
+  monkeypatch.delitem(sys.modules, "experiments.run", raising=False)
+  monkeypatch.delitem(sys.modules, "experiments.cli_args", raising=False)
+  with pytest.raises(ValueError, match=rf"unknown config.experiment {re.escape(repr(name))}: "
+                     r"expected one of \[.*'toy'"):
+    experiments.get(name)
+  assert "experiments.run" not in sys.modules and "experiments.cli_args" not in sys.modules
 
 
 def _plugin_dir(tmp_path, monkeypatch, name, text):
