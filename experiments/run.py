@@ -4,7 +4,9 @@
     python -m experiments.run --config=configs/toy.py --config.drift.tau=0.05
 
 The workdir defaults to ``workdirs/<config name>[_<variant>]``; running again with the
-same workdir resumes from its last checkpoint.
+same workdir resumes from its last checkpoint; ``--restart`` moves what it holds to
+``<workdir>.old-<time>/`` and starts over (a workdir whose history cannot be resumed, its
+checkpoints damaged or deleted, is refused without it).
 
 Multi-host (docs/cluster.md): with ``--distributed`` (or ``SDRIFT_DISTRIBUTED=1``, or
 ``config.parallel.distributed=True``) every process calls ``jax.distributed.initialize()``
@@ -40,6 +42,8 @@ from experiments import cli_args, cli_faults
 config_flags.DEFINE_config_file("config", None, "Config file (configs/*.py[:variant]).",
                                 lock_config=True)
 flags.DEFINE_string("workdir", None, "Output directory (default: workdirs/<config>).")
+flags.DEFINE_bool("restart", False, "Move what the workdir holds to <workdir>.old-<time>/ "
+                  "and start over (nothing is deleted).")
 flags.DEFINE_bool("distributed", os.environ.get("SDRIFT_DISTRIBUTED") == "1",
                   "Call jax.distributed.initialize() (multi-host jobs).")
 flags.DEFINE_string("coordinator_address", None, "host:port of process 0 (multi-host).")
@@ -77,8 +81,8 @@ def help_text() -> str:
     for name, description in getattr(module, "VARIANTS", {}).items():
       lines.append(f"      :{name:<11} {description}")
   lines += ["", "Flags:"]
-  for name in ("config", "workdir", "debug", "distributed", "coordinator_address",
-               "num_processes", "process_id"):
+  for name in ("config", "workdir", "restart", "debug", "distributed",
+               "coordinator_address", "num_processes", "process_id"):
     lines.append(f"  --{name}: {FLAGS[name].help}")
   return "\n".join(lines)
 
@@ -117,10 +121,11 @@ def parse_flags(argv):
 
 
 def run(config, workdir: str, debug: bool = False,
-        held: Optional[cli_faults.HeldBack] = None):
+        held: Optional[cli_faults.HeldBack] = None, restart: bool = False):
   """Runs ``config`` in ``workdir`` and returns its summary; the errors of a user or of
   the environment end the process with two lines on stderr (status 1), Ctrl-C with one
-  (status 130). With ``debug`` they raise.
+  (status 130). With ``debug`` they raise. ``restart`` first moves what ``workdir`` holds
+  aside (:func:`experiments.run_experiment`).
 
   On Ctrl-C the process exits at once (``os._exit``), not through the interpreter's
   shutdown, which would wait for orbax's save in flight and print its threads'
@@ -133,7 +138,7 @@ def run(config, workdir: str, debug: bool = False,
   """
   try:
     import experiments  # pylint: disable=g-import-not-at-top
-    summary = experiments.run_experiment(config, workdir)
+    summary = experiments.run_experiment(config, workdir, restart=restart)
   except KeyboardInterrupt:
     if debug:
       raise
@@ -182,7 +187,7 @@ def main(argv):
   config_arg = (cli_args.config_argument(sys.argv)
                 or config_flags.get_config_filename(FLAGS["config"]))
   workdir = FLAGS.workdir or cli_args.default_workdir(config_arg)
-  run(FLAGS.config, workdir, FLAGS.debug, held)
+  run(FLAGS.config, workdir, FLAGS.debug, held, restart=FLAGS.restart)
   import jax  # pylint: disable=g-import-not-at-top
   if jax.process_index() == 0:
     print(f"outputs in {os.path.abspath(workdir)}")

@@ -134,6 +134,7 @@ def test_cli_help_lists_every_config_and_variant():
   for variant in (":smoke", ":fig2", ":appj", ":table1", ":table3", ":reference",
                   ":scale_free"):
     assert variant in out.stdout
+  assert "--restart: Move what the workdir holds to <workdir>.old-<time>/" in out.stdout
 
 
 @pytest.mark.heavy
@@ -296,7 +297,8 @@ def cli_run(monkeypatch, capsys):
 
   def go(fake, workdir="/w"):
     held = cli_faults.setup_logging(debug=False)
-    monkeypatch.setattr(experiments, "run_experiment", fake)
+    monkeypatch.setattr(experiments, "run_experiment",
+                        lambda config, workdir, restart=False: fake(config, workdir))
     try:
       run.run(None, workdir, debug=False, held=held)
       code = None
@@ -410,9 +412,11 @@ def test_cli_environment_faults_are_two_lines(tmp_path):
 def test_cli_ctrl_c_stops_in_one_line_with_status_130(tmp_path):
   import signal  # pylint: disable=g-import-not-at-top
   import subprocess  # pylint: disable=g-import-not-at-top
+  (tmp_path / "w").mkdir()
+  (tmp_path / "w" / "stale.txt").write_text("an earlier run's")
   args = [sys.executable, "-m", "experiments.run", "--config=configs/toy.py:smoke,steps=100000",
           "--config.train.checkpoint_every=10", "--config.train.eval_every=100000",
-          f"--workdir={tmp_path}"]
+          f"--workdir={tmp_path / 'w'}", "--restart"]
   proc = subprocess.Popen(args, cwd=ROOT, stderr=subprocess.PIPE, text=True)
   lines = []
   for line in proc.stderr:  # Ctrl-C once a few checkpoints are being saved
@@ -425,3 +429,29 @@ def test_cli_ctrl_c_stops_in_one_line_with_status_130(tmp_path):
   assert rest.splitlines()[-1:] == [
       "interrupted; rerun the same command to resume from the last checkpoint"]
   assert "Traceback" not in rest and all(" step " in l for l in rest.splitlines()[:-1]), rest
+  # --restart reached experiments.run_experiment: what the workdir held was moved aside.
+  (old,) = [p for p in os.listdir(tmp_path) if p.startswith("w.old-")]
+  assert os.listdir(tmp_path / old) == ["stale.txt"]
+  assert not os.path.exists(tmp_path / "w" / "stale.txt")
+
+
+@pytest.mark.long
+def test_restart_moves_a_history_with_nothing_to_resume_aside_and_starts_over(tmp_path):
+  import shutil  # pylint: disable=g-import-not-at-top
+  from sdrift_jax import training  # pylint: disable=g-import-not-at-top
+  c = load("toy.py", "smoke,steps=40")  # checkpoints every 10 steps
+  workdir = tmp_path / "w"
+  experiments.run_experiment(c, str(workdir))
+  (run_dir,) = [root for root, dirs, _ in os.walk(workdir) if "checkpoints" in dirs]
+  shutil.rmtree(os.path.join(run_dir, "checkpoints"))  # metrics.jsonl kept: steps up to 40
+  with pytest.raises(training.RunHistoryError,
+                     match=r"records steps up to 40, .* holds no checkpoint\) and nothing to "
+                     r"resume it from\. Rerun with --restart \(moves the workdir's contents "
+                     r"aside\) or use another --workdir"):
+    experiments.run_experiment(c, str(workdir))
+  experiments.run_experiment(c, str(workdir), restart=True)
+  (old,) = [p for p in os.listdir(tmp_path) if p.startswith("w.old-")]
+  moved = os.path.join(tmp_path, old, os.path.relpath(run_dir, workdir))
+  assert [r["step"] for r in training.read_metrics(moved)] == [10, 20, 30, 40]
+  assert [r["step"] for r in training.read_metrics(run_dir)] == [10, 20, 30, 40]
+  assert os.path.isdir(os.path.join(run_dir, "checkpoints"))  # started over, step 0 to 40
