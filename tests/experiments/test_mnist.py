@@ -51,7 +51,7 @@ def test_mnist_reference_smoke_runs(tmp_path):
     ("smoke,methods=('ddpm',)", "unknown method 'ddpm'"),
     ("smoke,source=hdf5", "unknown config.data.source 'hdf5'"),
     ("smoke,source=npz,path=/nonexistent/mnist.npz", "MNIST file not found"),
-    ("smoke,tau=-0.1", "bad config.drift: tau must be positive"),
+    ("smoke,tau=-0.1", r"config.sweep.taus = -0.1: must be a finite number > 0"),
 ])
 def test_bad_mnist_configs(tmp_path, arg, match):
   with pytest.raises((ValueError, FileNotFoundError), match=match):

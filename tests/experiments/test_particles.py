@@ -35,5 +35,5 @@ def test_unknown_panel_and_bad_taus_are_refused(tmp_path):
     experiments.run_experiment(p, str(tmp_path))
   p = load("particles.py", "smoke")
   p.particles.taus = (0.1, 0.0)
-  with pytest.raises(ValueError, match="config.particles.taus must be positive"):
+  with pytest.raises(ValueError, match=r"config.particles.taus = 0: must be a finite number > 0"):
     experiments.run_experiment(p, str(tmp_path))

@@ -62,10 +62,10 @@ def test_toy_sweep_smoke_writes_table_and_figures(tmp_path):
     ("smoke,target=circles", "unknown toy target 'circles'"),
     ("smoke,cost=cosine", "bad config.drift: unknown cost 'cosine'"),
     ("smoke,normalization=softmax", "bad config.drift: unknown normalization 'softmax'"),
-    ("smoke,tau=0.0", "bad config.drift: tau must be positive"),
-    ("smoke,tau=-1.0", "bad config.drift: tau must be positive"),
-    ("smoke,taus=(0.1,-1.0)", "bad config.drift: tau must be positive"),
-    ("smoke,T=0", "bad config.drift: T must be >= 1"),
+    ("smoke,tau=0.0", r"config.sweep.taus = 0: must be a finite number > 0"),
+    ("smoke,tau=-1.0", r"config.sweep.taus = -1: must be a finite number > 0"),
+    ("smoke,taus=(0.1,-1.0)", r"config.sweep.taus = -1: must be"),
+    ("smoke,T=0", r"config.drift.T = 0: must be an integer >= 1"),
     ("smoke,steps=15", "must be a multiple of config.train.log_every"),
 ])
 def test_bad_configs_fail_with_a_clear_message(tmp_path, arg, match):
