@@ -13,19 +13,19 @@ import functools
 from typing import NamedTuple, Optional
 
 import jax
-import numpy as np
 import jax.numpy as jnp
 
 from sdrift_jax import costs as costs_lib
 from sdrift_jax import solvers
 from sdrift_jax import validation
+from sdrift_jax.drift import checks
 from sdrift_jax.drift import couplings
 from sdrift_jax.drift import warm
 from sdrift_jax.solvers import problem as problem_lib
 from sdrift_jax.solvers import select
 from sdrift_jax.solvers.problem import Problem
 
-__all__ = ["DriftInfo", "DriftState", "NORMALIZATIONS", "check_options",
+__all__ = ["DriftInfo", "DriftState", "NORMALIZATIONS",
            "compute", "drift_field", "drift_field_with_info"]
 
 DriftState = warm.DriftState
@@ -55,29 +55,6 @@ class DriftInfo(NamedTuple):
   marginal_error_neg: jax.Array
   state: Optional[warm.DriftState] = None
   half_steps: Optional[jax.Array] = None
-
-
-def check_options(normalization, form, T, cost, mask_self, algorithm, relative_tau):
-  """The options of a drift, checked and canonical: ``(normalization, form, T, cost)``.
-
-  Raises:
-    ValueError: naming the bad option.
-  """
-  normalization, form = couplings.canonical_form(normalization, form)
-  T = validation.check_T(T)
-  cost = costs_lib.canonical_cost(cost)
-  validation.check_choice(algorithm, solvers.ALGORITHMS, "algorithm")
-  for name, flag in (("mask_self", mask_self), ("relative_tau", relative_tau)):
-    if not isinstance(flag, bool):
-      raise ValueError(f"{name} must be a bool, got {flag!r}")
-  if algorithm == "blocked" and not _has_blocked_path(normalization, form):
-    raise ValueError(f"algorithm='blocked' supports the split form with normalization "
-                     f"'sinkhorn' or 'one_sided', got {normalization!r}, form {form!r}")
-  return normalization, form, T, cost
-
-
-def _has_blocked_path(normalization, form):
-  return form == "split" and normalization in ("sinkhorn", "one_sided")
 
 
 def _logits(x, y, tau, cost, normalization, form):
@@ -187,7 +164,7 @@ def compute(x, y_pos, y_neg, tau, *, normalization="sinkhorn", form="split", T=4
   weights, the self-mask; NaN or inf in concrete inputs with ``check_finite``.
   ``with_state`` (default: ``with_info``): return ``.state``; ``with_error`` (default: ``with_info``): the marginal errors (else
   None)."""
-  normalization, form, T, cost = check_options(normalization, form, T, cost, mask_self,
+  normalization, form, T, cost = checks.check_options(normalization, form, T, cost, mask_self,
                                                algorithm, relative_tau)
   tol, levels = warm.check_convergence(tol, anneal, T, normalization, init is not None)
   x = validation.as_point_cloud(x, "x")
@@ -201,7 +178,7 @@ def compute(x, y_pos, y_neg, tau, *, normalization="sinkhorn", form="split", T=4
     raise ValueError(
         "mask_self=True masks the diagonal of the x-to-y_neg cost, so y_neg must be x "
         f"(same number of rows, at least 2); got x {tuple(x.shape)}, y_neg {tuple(y_neg.shape)}")
-  if mask_self and not _same_points(x, y_neg):
+  if mask_self and not checks.same_points(x, y_neg):
     raise ValueError("mask_self=True masks each x[i] against y_neg[i], so y_neg must be x "
                      "(or None); got another array of x's shape")
   a = validation.as_weights(weights_x, x.shape[0], "weights_x")
@@ -214,7 +191,7 @@ def compute(x, y_pos, y_neg, tau, *, normalization="sinkhorn", form="split", T=4
   positive = all(select.positive_weights(w) for w in (a, bp, bn))
   algorithm = select.resolve_algorithm(
       algorithm, x.shape[0], max(y_pos.shape[0], y_neg.shape[0]), jnp.dtype(dtype).itemsize,
-      copies=copies, positive=positive, blocked_ok=_has_blocked_path(normalization, form))
+      copies=copies, positive=positive, blocked_ok=checks.has_blocked_path(normalization, form))
   if init is not None:
     warm.check_state(init, 2, x.shape[1], taus.shape[0], "drift_field")
   with_state = with_info if with_state is None else bool(with_state)
@@ -226,14 +203,6 @@ def compute(x, y_pos, y_neg, tau, *, normalization="sinkhorn", form="split", T=4
                      anneal=levels, with_state=with_state and normalization == "sinkhorn",
                      with_error=with_error)
   return info if dtype == out_dtype else info._replace(drift=info.drift.astype(out_dtype))
-
-
-def _same_points(x, y) -> bool:
-  """``y`` is ``x``, or (concrete arrays) equal to it; traced arrays cannot be compared
-  at trace time and pass (docs/reliability.md, known limits)."""
-  if y is x or validation.is_traced(x) or validation.is_traced(y):
-    return True
-  return bool(np.array_equal(np.asarray(x), np.asarray(y)))
 
 
 def drift_field(x, y_pos, y_neg, tau, T: int = 41, *, normalization: str = "sinkhorn",

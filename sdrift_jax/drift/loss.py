@@ -55,7 +55,6 @@ Sinkhorn, which it never masks, and its joint Sinkhorn weighs every column of
 """
 from __future__ import annotations
 
-import math
 from typing import Mapping, Optional
 
 import jax
@@ -66,6 +65,7 @@ from sdrift_jax import costs as costs_lib
 from sdrift_jax.drift import features as core
 from sdrift_jax import solvers
 from sdrift_jax import validation
+from sdrift_jax.drift import checks
 from sdrift_jax.drift import couplings
 from sdrift_jax.solvers import select
 from sdrift_jax.drift import warm
@@ -82,57 +82,25 @@ FEATURE_NORMALIZATIONS = couplings.NORMALIZATIONS
 UNCOND_MARGINALS = ("weighted_cols", "post_guidance", "none")
 FEATURE_COSTS = ("euclidean", "sqeuclidean")
 
-# -- argument checks ---------------------------------------------------------------------
-
-def _as_feature_set(v, name, L=None, C=None):
-  if v is None:
-    raise ValueError(f"{name} must be an array of shape [n, L, C] or [n, C], got None")
-  if not hasattr(v, "dtype"):
-    v = np.asarray(v)
-  if v.ndim == 2:
-    v = v[:, None, :]
-  if v.ndim != 3:
-    raise ValueError(f"{name} must have shape [n, L, C] or [n, C], got {tuple(v.shape)}")
-  if not jnp.issubdtype(v.dtype, jnp.floating):
-    raise ValueError(f"{name} must have a floating dtype, got {v.dtype}")
-  if L is not None and tuple(v.shape[1:]) != (L, C):
-    raise ValueError(f"{name} must have L={L}, C={C} like x, got shape {tuple(v.shape)}")
-  return jnp.asarray(v)
-
-
-def _check_omega(omega):
-  if isinstance(omega, (str, bytes)) or omega is None:
-    raise ValueError(f"omega must be a real number, got {omega!r}")
-  arr = jnp.asarray(omega)
-  if arr.ndim != 0 or not (jnp.issubdtype(arr.dtype, jnp.floating)
-                           or jnp.issubdtype(arr.dtype, jnp.integer)):
-    raise ValueError(f"omega must be a real scalar, got {omega!r}")
-  if not validation.is_traced(arr) and not math.isfinite(float(arr)):
-    raise ValueError(f"omega must be finite, got {float(arr)}")
-  # An integer omega becomes the default float (float64 under x64, where a float32 omega
-  # would round the CFG weight of float64 features); the core casts it to the features'.
-  return arr.astype(jnp.result_type(float)) if jnp.issubdtype(arr.dtype, jnp.integer) else arr
-
-
 def _prepare(x, y_pos, y_uncond, tau, omega, normalization, form, T, cost, feature_scale,
              normalize, mask_self, unit_vectors, uncond_marginal, aggregate_kernels,
              algorithm, check_finite=None):
-  x = _as_feature_set(x, "x")
+  x = checks.as_feature_set(x, "x")
   N, L, C = x.shape
   if N < 2:
     raise ValueError(f"x needs at least 2 samples (the generated negatives), got {N}")
-  y_pos = _as_feature_set(y_pos, "y_pos", L, C)
+  y_pos = checks.as_feature_set(y_pos, "y_pos", L, C)
   if y_pos.shape[0] == 0:
     raise ValueError("y_pos must hold at least one sample")
   if y_uncond is not None:
-    y_uncond = _as_feature_set(y_uncond, "y_uncond", L, C)
+    y_uncond = checks.as_feature_set(y_uncond, "y_uncond", L, C)
     if y_uncond.shape[0] == 0:
       y_uncond = None
   validation.check_finite(check_finite, x=x, y_pos=y_pos, y_uncond=y_uncond)
   dtype = jnp.result_type(x.dtype, y_pos.dtype,
                           *([] if y_uncond is None else [y_uncond.dtype]))
   taus, _ = validation.as_tau(tau)
-  omega = _check_omega(omega)
+  omega = checks.check_omega(omega)
   normalization, form = couplings.canonical_form(normalization, form)
   T = validation.check_T(T)
   cost = costs_lib.COST_ALIASES.get(cost, cost) if isinstance(cost, str) else cost

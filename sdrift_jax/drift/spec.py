@@ -15,6 +15,7 @@ from typing import Optional
 import numpy as np
 
 from sdrift_jax import solvers
+from sdrift_jax.drift import checks
 from sdrift_jax.drift import field
 from sdrift_jax.drift import warm
 from sdrift_jax.solvers import select
@@ -58,7 +59,7 @@ class DriftSpec:
   anneal: Optional[tuple] = None
 
   def __post_init__(self):
-    normalization, form, T, cost = field.check_options(
+    normalization, form, T, cost = checks.check_options(
         self.normalization, self.form, self.T, self.cost, self.mask_self, self.algorithm,
         self.relative_tau)
     for name, value in (("normalization", normalization), ("form", form), ("T", T),
@@ -92,7 +93,7 @@ class DriftSpec:
     return solvers.resolve_algorithm(
         self.algorithm, n, m, itemsize, copies=self.copies,
         positive=all(select.positive_weights(w) for w in weights),
-        blocked_ok=field._has_blocked_path(self.normalization, self.form))  # pylint: disable=protected-access
+        blocked_ok=checks.has_blocked_path(self.normalization, self.form))
 
   def _options(self):
     return dict(normalization=self.normalization, form=self.form, T=self.T, cost=self.cost,
