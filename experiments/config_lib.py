@@ -234,12 +234,17 @@ def train_config(steps: int, batch_size: int, log_every: int, eval_every: int,
   ``ema_decay``: ``d`` of the exponential moving average of the parameters, ``ema <- d *
   ema + (1 - d) * params`` after every step from ``ema = params`` at initialization;
   evaluation and samples then use the EMA. 0 keeps no EMA.
+
+  ``num_positives``: positives per class a step couples against (0: ``batch_size``);
+  ``bank_size``: a memory bank of that many positives per class (0: none), refreshed by
+  ``bank_push`` per step (0: ``batch_size``); :mod:`sdrift_jax.training.bank`.
   """
   return ml_collections.ConfigDict(dict(steps=steps, batch_size=batch_size,
                                         num_seeds=num_seeds, log_every=log_every,
                                         eval_every=eval_every,
                                         checkpoint_every=checkpoint_every,
-                                        ema_decay=ema_decay))
+                                        ema_decay=ema_decay, bank_size=0, bank_push=0,
+                                        num_positives=0))
 
 
 def parallel_config(coupling: str, devices: int = 1) -> ml_collections.ConfigDict:

@@ -15,6 +15,7 @@ import jax
 import ml_collections
 import numpy as np
 
+from sdrift_jax.training import bank as bank_lib
 from sdrift_jax.training import checkpoint as checkpoint_lib
 from sdrift_jax.training import workdir as workdir_lib
 from sdrift_jax.training import evaluators
@@ -89,6 +90,7 @@ def check_train_config(train_config) -> None:
   if steps % every:
     raise ValueError(f"config.train.steps ({steps}) must be a multiple of "
                      f"config.train.log_every ({every})")
+  bank_lib.bank_config(train_config)  # a bank that cannot serve its draws
 
 
 def train_generator(config: ml_collections.ConfigDict, workdir: str, problem: Problem

@@ -129,7 +129,8 @@ class Objective:
     set as a dict); else ``state`` is None. ``half_steps``: the most any coupling used."""
     if self.features is not None:
       xs = self.feature_sets(x, feature_params)
-      ys = self.feature_sets(y_pos, feature_params, grad=False)
+      ys = (y_pos if isinstance(y_pos, dict)  # a memory bank's feature sets
+            else self.feature_sets(y_pos, feature_params, grad=False))
       us = (None if y_uncond is None
             else self.feature_sets(y_uncond, feature_params, grad=False))
       total, sq, states, half = 0.0, 0.0, {}, jnp.int32(0)

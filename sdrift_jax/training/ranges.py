@@ -54,7 +54,8 @@ RANGES: dict[str, Range] = {
     "seed": COUNT_OR_ZERO,
     "train.steps": COUNT, "train.batch_size": COUNT, "train.num_seeds": COUNT,
     "train.log_every": COUNT, "train.eval_every": COUNT, "train.checkpoint_every": COUNT,
-    "train.ema_decay": FRACTION,
+    "train.ema_decay": FRACTION, "train.bank_size": COUNT_OR_ZERO,  # 0: no bank
+    "train.bank_push": COUNT_OR_ZERO, "train.num_positives": COUNT_OR_ZERO,  # 0: batch
     "optim.learning_rate": POSITIVE, "optim.embed_learning_rate": POSITIVE,
     "optim.b1": FRACTION, "optim.b2": FRACTION, "optim.weight_decay": NON_NEGATIVE,
     "optim.clip_norm": NON_NEGATIVE,  # 0: off

@@ -23,7 +23,9 @@ log = logging.getLogger("sdrift_jax")
 FIELDS_WITH_FORMER_DEFAULTS = {"train.ema_decay": 0.0, "model.res_scale": 1.0,
                                "model.out_init_std": 0.0, "model.omega_dim": 0,
                                "drift.relative_tau": False,
-                               "optim.decay_steps": 0, **objectives.FORMER_DEFAULTS}
+                               "optim.decay_steps": 0, "train.bank_size": 0,
+                               "train.bank_push": 0, "train.num_positives": 0,
+                               **objectives.FORMER_DEFAULTS}
 
 #: Keys that do not change what a run computes: ``train.steps`` (a finished run may be
 #: extended; the schedule is checked separately), ``sweep.*`` (a setting is the same run

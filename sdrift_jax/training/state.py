@@ -23,6 +23,8 @@ class TrainState:
     drift_state: ``None`` unless ``drift.warm_start``: the couplings' state the next step
       starts from (:class:`sdrift_jax.DriftState` per seed and group, a dict of them per
       feature set).
+    bank: ``None`` unless ``train.bank_size``: the memory bank of positives
+      (:class:`sdrift_jax.training.bank.Bank`, leading seed axis).
 
   A pytree whose children are the fields that are not ``None``: without an EMA and a
   drift state it flattens, and so checkpoints, exactly as the three-field state did
@@ -33,10 +35,12 @@ class TrainState:
   step: jax.Array
   ema: Any = None
   drift_state: Any = None
+  bank: Any = None
 
   def _fields(self) -> tuple[str, ...]:
     return (("params", "opt_state", "step") + (() if self.ema is None else ("ema",))
-            + (() if self.drift_state is None else ("drift_state",)))
+            + (() if self.drift_state is None else ("drift_state",))
+            + (() if self.bank is None else ("bank",)))
 
   def tree_flatten_with_keys(self):
     return [(jax.tree_util.GetAttrKey(n), getattr(self, n)) for n in self._fields()], \

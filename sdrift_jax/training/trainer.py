@@ -24,6 +24,7 @@ import optax
 from flax import nnx
 
 from sdrift_jax.models import generators as models
+from sdrift_jax.training import bank as bank_lib
 from sdrift_jax.training import evaluators
 from sdrift_jax.training import mesh as mesh_lib
 from sdrift_jax.training import objectives
@@ -56,6 +57,7 @@ class Trainer:
                        "config.guidance.num_uncond > 0 (classifier-free guidance) go "
                        f"together; got omega_dim={config.model.get('omega_dim', 0)}, "
                        f"num_uncond={self.objective.num_uncond}")
+    self.bank = bank_lib.bank_config(config.train)
     self.tx = optim.make_optimizer(config.optim, int(config.train.steps))
     self.ema_decay = float(config.train.get("ema_decay", 0.0))
     if not 0.0 <= self.ema_decay < 1.0:
@@ -98,10 +100,35 @@ class Trainer:
       self._compiled["init"] = jax.jit(jax.vmap(one))
     params, opt_state, ema = self._compiled["init"](self.seed_keys())
     state = TrainState(params, opt_state, jnp.zeros((), jnp.int32), ema,
-                       self.cold_drift_state())
+                       self.cold_drift_state(), self.fill_bank())
     if self.mesh is not None:  # the whole state replicated on every device
       state = jax.device_put(state, mesh_lib.replicated(self.mesh))
     return state
+
+  def fill_bank(self):
+    """``None`` without ``train.bank_size``; else every seed's bank (leading ``[S]``),
+    filled with ``bank_size`` positives per class drawn with the seed's own key."""
+    if not self.bank.size:
+      return None
+
+    def fill(seed_key, table, aux):
+      extra = () if table is None else (table,)
+      y = self.problem.sample_positives(jax.random.fold_in(seed_key, 2**30), self.bank.size,
+                                        *extra)
+      return bank_lib.Bank(self._positive_items(y.reshape(self.problem.groups, -1,
+                                                          self.problem.dim), aux),
+                           jnp.zeros((), jnp.int32))
+    if "bank" not in self._compiled:
+      self._compiled["bank"] = jax.jit(jax.vmap(fill, in_axes=(0, None, None)))
+    return self._compiled["bank"](self.seed_keys(), self.device_table(), self.feature_params)
+
+  def _positive_items(self, y, feature_params):
+    """What the drift couples of positives ``y [G, n, dim]``: their feature sets with
+    the ``'feature_drift'`` objective's encoder, else ``y``; sharded like the batch."""
+    if self.objective.features is not None:
+      return {k: self._shard(v) for k, v in
+              self.objective.feature_sets(y, feature_params, grad=False).items()}
+    return self._shard(y)
 
   def cold_drift_state(self):
     """``None`` without ``drift.warm_start``; else the couplings' state of every seed
@@ -114,7 +141,7 @@ class Trainer:
     omega = f32() if self.objective.guided else None
     shapes = jax.eval_shape(
         lambda x, y, u, w, tau, aux: self.objective.step_loss(x, y, u, w, tau, aux)[2],
-        f32(G, self.batch, dim), f32(G, self.batch, dim), y_unc, omega,
+        f32(G, self.batch, dim), f32(G, self.bank.num_positives, dim), y_unc, omega,
         jax.ShapeDtypeStruct(np.shape(self.objective.tau_array()), jnp.float32),
         self.feature_params)
     return jax.tree.map(lambda s: jnp.zeros((self.num_seeds,) + s.shape, s.dtype), shapes)
@@ -142,14 +169,22 @@ class Trainer:
     x = self.generate(params, eps.reshape(G * n, -1), labels, omega)
     return x.reshape(G, n, -1)
 
-  def _step(self, params, opt_state, drift_state, key, table, tau, feature_params=None):
+  def _step(self, params, opt_state, drift_state, bank, key, table, tau,
+            feature_params=None):
     k_eps, k_pos = jax.random.split(key)
     k_unc, k_omega = jax.random.split(jax.random.fold_in(key, 1))
     G = self.problem.groups
     eps = self._shard(jax.random.normal(k_eps, (G, self.batch, self.noise_dim)))
     extra = () if table is None else (table,)
-    y_pos = self._shard(self.problem.sample_positives(k_pos, self.batch, *extra)
+    fresh = self.bank.push if bank is not None else self.bank.num_positives
+    y_new = self._shard(self.problem.sample_positives(k_pos, fresh, *extra)
                         .reshape(G, -1, self.problem.dim))
+    if bank is None:
+      y_pos = y_new
+    else:  # the new positives into the bank, the coupled ones drawn from it
+      bank = bank_lib.push(bank, self._positive_items(y_new, feature_params), fresh)
+      y_pos = jax.tree.map(self._shard, bank_lib.draw(bank, jax.random.fold_in(key, 2),
+                                                      self.bank.num_positives))
     omega, y_unc = self.sample_guidance(k_omega, k_unc, table)
 
     def loss_fn(p):
@@ -165,7 +200,7 @@ class Trainer:
     metrics = dict(loss=loss, drift_rms=drift_rms)
     if self.objective.controls:
       metrics["half_steps"] = half
-    return params, opt_state, jax.lax.stop_gradient(drift_state), metrics
+    return params, opt_state, jax.lax.stop_gradient(drift_state), bank, metrics
 
   def sample_guidance(self, k_omega, k_unc, table=None):
     """``(omega, y_uncond [G, U, dim])`` of one guided step, ``(None, None)`` otherwise:
@@ -214,26 +249,27 @@ class Trainer:
     return loop
 
   def _chunk_fn(self, length: int):
-    def one_seed(params, opt_state, ema, drift_state, seed_key, step0, table, tau, aux):
+    def one_seed(params, opt_state, ema, drift_state, bank, seed_key, step0, table, tau,
+                 aux):
       def body(carry, i):
-        p, o, e, d = carry
-        p, o, d, m = self._step(p, o, d, jax.random.fold_in(seed_key, step0 + i), table,
-                                tau, aux)
+        p, o, e, d, b = carry
+        p, o, d, b, m = self._step(p, o, d, b, jax.random.fold_in(seed_key, step0 + i),
+                                   table, tau, aux)
         if e is not None:
           e = optax.incremental_update(p, e, 1.0 - self.ema_decay)
-        return (p, o, e, d), m
-      carry = (params, opt_state, ema, drift_state)
+        return (p, o, e, d, b), m
+      carry = (params, opt_state, ema, drift_state, bank)
       if length == 1:  # no loop: convolutions inside a scan run slower on the CPU (docs)
         carry, m = body(carry, 0)
         return carry, jax.tree.map(lambda v: v[None], m)
       return jax.lax.scan(body, carry, jnp.arange(length))
 
     def chunk(state: TrainState, seed_keys, table, tau, aux):
-      (params, opt_state, ema, drift_state), ms = over_seeds(
-          one_seed, (0, 0, 0, 0, 0, None, None, None, None), self.num_seeds)(
-              state.params, state.opt_state, state.ema, state.drift_state, seed_keys,
-              state.step, table, tau, aux)
-      return TrainState(params, opt_state, state.step + length, ema, drift_state), ms
+      (params, opt_state, ema, drift_state, bank), ms = over_seeds(
+          one_seed, (0, 0, 0, 0, 0, 0, None, None, None, None), self.num_seeds)(
+              state.params, state.opt_state, state.ema, state.drift_state, state.bank,
+              seed_keys, state.step, table, tau, aux)
+      return TrainState(params, opt_state, state.step + length, ema, drift_state, bank), ms
     return chunk
 
   def make_sampler(self):

@@ -145,8 +145,8 @@ def test_default_objective_trains_exactly_as_the_paper_loss_step():
     updates, opt_state = trainer.tx.update(grads, opt_state, params)
     return optax.apply_updates(params, updates), opt_state, loss
 
-  step = jax.jit(lambda p, o, k, t: (lambda r: (r[0], r[1], r[3]))(
-      trainer._step(p, o, None, k, table, t)))
+  step = jax.jit(lambda p, o, k, t: (lambda r: (r[0], r[1], r[4]))(
+      trainer._step(p, o, None, None, k, table, t)))
   a, b = (params, opt_state), (params, opt_state)
   for t in range(3):
     key = jax.random.fold_in(jax.random.key(7), t)
