@@ -106,8 +106,8 @@ def _release_compiled_programs():
   thousands of XLA programs; kept alive together they once aborted XLA's CPU compiler
   late in the run (a process that ran each module alone passed)."""
   yield
-  from sdrift_jax.training import trainer  # pylint: disable=g-import-not-at-top
-  trainer.clear_shared_trainers()
+  from sdrift_jax.training import shared  # pylint: disable=g-import-not-at-top
+  shared.clear_shared_trainers()
   jax.clear_caches()
 
 

@@ -150,9 +150,9 @@ def compiles_of(fn):
   """``(fn(), number of XLA backend compilations while it ran)``, from empty caches (JAX's
   and the shared trainers')."""
   import jax  # pylint: disable=g-import-not-at-top
-  from sdrift_jax.training import trainer as trainer_lib  # pylint: disable=g-import-not-at-top
+  from sdrift_jax.training import shared  # pylint: disable=g-import-not-at-top
   jax.clear_caches()
-  trainer_lib.clear_shared_trainers()
+  shared.clear_shared_trainers()
   # A program read from the persistent cache is not a backend compilation: count with
   # it off.
   cached = jax.config.jax_enable_compilation_cache

@@ -17,7 +17,8 @@ from sdrift_jax.training.loop import (NonFiniteLossError, RunHistoryError, check
                                       train_generator)
 from sdrift_jax.training.problem import PositiveTable, Problem, class_conditional_problem
 from sdrift_jax.training.run_files import read_metrics, run_seconds, write_report
-from sdrift_jax.training.trainer import Trainer, TrainState, shared_trainer
+from sdrift_jax.training.shared import shared_trainer
+from sdrift_jax.training.trainer import Trainer, TrainState
 
 __all__ = [
     "EvalContext",

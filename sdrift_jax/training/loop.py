@@ -22,6 +22,7 @@ from sdrift_jax.training import evaluators
 from sdrift_jax.training import objectives
 from sdrift_jax.training import ranges
 from sdrift_jax.training import run_files
+from sdrift_jax.training import shared
 from sdrift_jax.training import trainer as trainer_lib
 from sdrift_jax.training import writers
 from sdrift_jax.training.problem import Problem
@@ -120,7 +121,7 @@ def train_generator(config: ml_collections.ConfigDict, workdir: str, problem: Pr
   ranges.check_ranges(config, strict=False)
   check_train_config(config.train)
   objectives.check_objective_config(config, problem.dim, bool(problem.num_classes))
-  trainer = trainer_lib.shared_trainer(config, problem)  # checks the device layout first
+  trainer = shared.shared_trainer(config, problem)  # checks the device layout first
   with workdir_lib.hold(workdir, enabled=jax.process_index() == 0):
     return _train_generator(config, workdir, problem, trainer)
 

@@ -13,9 +13,6 @@ settings of a sweep that differ only in ``tau`` share one program
 """
 from __future__ import annotations
 
-import collections
-import json
-
 import jax
 import jax.numpy as jnp
 import ml_collections
@@ -32,7 +29,7 @@ from sdrift_jax.training import optim
 from sdrift_jax.training.problem import Problem, sample_unconditional
 from sdrift_jax.training.state import TrainState, over_seeds
 
-__all__ = ["Trainer", "TrainState", "clear_shared_trainers", "over_seeds", "shared_trainer"]
+__all__ = ["Trainer", "TrainState", "over_seeds"]
 
 
 class Trainer:
@@ -318,41 +315,3 @@ class Trainer:
   @property
   def evaluators(self) -> tuple:
     return evaluators.default_evaluators() + tuple(self.problem.evaluators)
-
-
-#: Trainers by problem and static config, so that the settings of a sweep that differ only
-#: in ``drift.tau`` share one trainer and its compiled programs.
-_SHARED: "collections.OrderedDict[tuple, Trainer]" = collections.OrderedDict()
-_SHARED_MAX = 4
-
-
-def _static_key(config) -> str:
-  """The config without the fields a trainer takes per call or never reads."""
-  d = config.to_dict()
-  drift = d.get("drift", {})
-  if "tau" in drift:  # its value is an argument of the step; its shape is not
-    tau = drift.pop("tau")
-    drift["tau_count"] = len(tau) if isinstance(tau, (list, tuple)) else None
-  for block in ("sweep", "logging"):
-    d.pop(block, None)
-  return json.dumps(d, sort_keys=True, default=str)
-
-
-def clear_shared_trainers() -> None:
-  """Forgets the trainers :func:`shared_trainer` keeps (and so their compiled programs)."""
-  _SHARED.clear()
-
-
-def shared_trainer(config, problem: Problem) -> Trainer:
-  """The :class:`Trainer` of ``(config, problem)``, reused across calls whose configs
-  differ in ``drift.tau`` (and ``sweep`` / ``logging``) only: the compiled step takes
-  ``tau`` as an argument, so a temperature sweep compiles once."""
-  key = (id(problem), _static_key(config))
-  trainer = _SHARED.get(key)
-  if trainer is None or trainer.problem is not problem:
-    trainer = Trainer(config, problem)
-    _SHARED[key] = trainer
-    while len(_SHARED) > _SHARED_MAX:
-      _SHARED.popitem(last=False)
-  _SHARED.move_to_end(key)
-  return trainer
