@@ -7,6 +7,7 @@ TensorBoard, and a clear stop on a non-finite loss.
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import time
@@ -160,6 +161,8 @@ def _train_generator(config, workdir: str, problem: Problem,
     check_history(workdir, ckpt.directory, start, int(config.train.checkpoint_every))
   except RunHistoryError:
     ckpt.close()
+    with contextlib.suppress(OSError):  # the empty folder the checkpointer made
+      os.rmdir(ckpt.directory)
     raise
   if start is not None:
     log.info("resumed %s from step %d", workdir, start)

@@ -113,6 +113,7 @@ def test_a_workdir_with_a_history_is_never_silently_started_over(tmp_path, caplo
   shutil.rmtree(tmp_path / "b" / "checkpoints")
   with pytest.raises(training.RunHistoryError, match=r"records steps up to 40"):
     _train(toy_config(steps=40), tmp_path / "b")
+  assert not os.path.exists(tmp_path / "b" / "checkpoints")  # nothing left behind
   # --restart moves it all aside, then starts over.
   experiments._move_aside(str(tmp_path / "b"))  # pylint: disable=protected-access
   old = [p for p in os.listdir(tmp_path) if p.startswith("b.old-")]
