@@ -36,6 +36,26 @@ def _problem_with(problem, per_class: int):
   return dataclasses.replace(problem, table=PositiveTable(sources))
 
 
+def _scale_line(config, problem, init: str) -> str:
+  """The data latents' mean squared norm, the initial generator's, and the smallest
+  squared distance from 64 initial samples per class to that class's latents."""
+  import jax  # pylint: disable=g-import-not-at-top
+  sub = sweep.setting_config(config, dict(kernel=config.sweep.kernels[0],
+                                          tau=config.sweep.taus[0], method="baseline"),
+                             mnist.AXES)
+  sub.model.init = init
+  trainer = training.Trainer(sub, problem)
+  eps = jax.random.normal(jax.random.key(0), (problem.groups, 64, trainer.noise_dim))
+  x = np.asarray(trainer.make_sampler()(trainer.init().params, eps))[0]
+  z = [np.asarray(s) for s in problem.table.sources]
+  closest = min(float(((x[c][:, None] - z[c][None]) ** 2).sum(-1).min())
+                for c in range(len(z)))
+  return (f"init {init}: data latents' mean squared norm "
+          f"{float(np.mean([(v ** 2).sum(-1).mean() for v in z])):.1f}, initial samples' "
+          f"{float((x ** 2).sum(-1).mean()):.3f}, closest initial sample to its class's "
+          f"latents (squared distance) {closest:.2f}")
+
+
 def main() -> None:
   ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   ap.add_argument("--cache", required=True)
@@ -59,6 +79,8 @@ def main() -> None:
           + (f" --taus {args.taus}" if args.taus else "") + "`.", "",
           "| tau | init | latents / class | drift RMS step 10 | loss step 10 | drift RMS last "
           "| W2^2 | Acc (%) | verdict |", "|---:|---|---:|---:|---:|---:|---:|---:|---|"]
+  rows[1:1] = ["", *(_scale_line(config, context["problem"], i) + "."
+                     for i in args.inits.split(","))]
   t0 = time.perf_counter()
   for per_class in [int(v) for v in args.per_class.split(",")]:
     problem = _problem_with(context["problem"], per_class)
