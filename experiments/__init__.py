@@ -96,8 +96,9 @@ def _check_same_experiment(config, workdir: str) -> None:
     try:
       with open(path) as f:
         held = json.load(f).get("experiment")
-    except (OSError, ValueError, AttributeError):
-      continue  # the experiment's own config check reports a damaged file
+    except (OSError, ValueError, AttributeError) as e:
+      raise ValueError(f"{path} is damaged ({type(e).__name__}: {e}); restore or delete it "
+                       "(it records which run the workdir holds)") from None
     if held is not None and held != config.get("experiment"):
       raise ValueError(f"{workdir} holds a run of experiment {held!r} ({path}); use another "
                        f"--workdir for {config.get('experiment')!r}")

@@ -38,8 +38,12 @@ def load_module(path: str):
   """The config file at ``path``, imported as a module of its own."""
   spec = importlib.util.spec_from_file_location(
       "config_" + os.path.splitext(os.path.basename(path))[0], path)
+  if spec is None or spec.loader is None or not path.endswith(".py"):
+    raise ValueError(f"{path} is not a Python config file (configs/NAME.py)")
   module = importlib.util.module_from_spec(spec)
   spec.loader.exec_module(module)
+  if not callable(getattr(module, "get_config", None)):
+    raise ValueError(f"{path} has no get_config(arg): not a config file")
   return module
 
 
@@ -57,8 +61,9 @@ def check_config_argument(argv) -> None:
   try:
     module = load_module(path)
     config = module.get_config(variant or None)
-  except (ValueError, KeyError, TypeError) as e:
-    usage_error(f"--config={arg}: {one_line(e)}")
+  except (ValueError, KeyError, TypeError, SyntaxError, ImportError, AttributeError) as e:
+    usage_error(f"--config={arg}: {type(e).__name__ + ': ' if isinstance(e, SyntaxError) else ''}"
+                f"{one_line(e)}")
   _check_experiment(argv, module, config, path, arg)
   module_per_setting = getattr(module, "PER_SETTING", {})
   for a in argv:

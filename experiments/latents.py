@@ -43,6 +43,9 @@ def load_data(config):
   d = config.data
   n_eval = int(config.eval.num_samples)
   if d.source == "synthetic":
+    if d.get("path", ""):
+      raise ValueError(f"config.data.path = {d.path!r} is read with config.data.source='npz' "
+                       "only (this config's source is 'synthetic'): add source=npz")
     syn = latents_data.SyntheticLatents(num_classes=d.num_classes, dim=d.dim, rank=d.rank,
                                         seed=d.seed)
     train = [syn.sample(c, d.train_per_class, seed=d.seed + 1) for c in range(d.num_classes)]

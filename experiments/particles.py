@@ -16,6 +16,7 @@ import jax.numpy as jnp
 import numpy as np
 
 import experiments
+from sdrift_jax import costs as costs_lib
 from sdrift_jax.evaluation import metrics as metrics_lib
 from experiments import plotting
 from sdrift_jax.training import objectives
@@ -85,6 +86,7 @@ def run(config, workdir: str) -> dict:
   for t in taus:
     if not t > 0 or not np.isfinite(t):
       raise ValueError(f"config.particles.taus must be positive and finite, got {t}")
+  costs_lib.canonical_cost(c.cost)  # a typo refused before anything is written
   os.makedirs(workdir, exist_ok=True)
   workdir_lib.atomic_write(os.path.join(workdir, "config.json"),
                            config.to_json(indent=2, sort_keys=True))

@@ -23,12 +23,14 @@ from typing import Any, Callable, Optional, Sequence
 
 import jax
 import ml_collections
+from flax import nnx
 
 from sdrift_jax import costs as costs_lib
 from sdrift_jax.models import generators as models
 from sdrift_jax.training import workdir as workdir_lib
 from sdrift_jax.training import check_train_config
 from sdrift_jax.training import objectives
+from sdrift_jax.training import optim
 
 log = logging.getLogger("sdrift_jax")
 
@@ -215,6 +217,9 @@ def run_sweep(config, workdir: str, *, axes: Sequence[Axis],
     check_train_config(sub.train)
     models.check_model_config(sub.model)
     objectives.check_objective_config(sub, dim, conditional)
+    optim.make_optimizer(sub.optim, int(sub.train.steps))  # names: optimizer, schedule
+    jax.eval_shape(lambda sub=sub: nnx.state(models.make_generator(  # activation, init
+        sub.model, dim, jax.random.key(0), num_classes=2 if conditional else None)))
   if config.drift.mask_self and any(s.drift.normalization == "sinkhorn" for s in subs):
     log.info("drift.mask_self applies to the one- and two-sided baselines; the Sinkhorn "
              "drift is trained unmasked")

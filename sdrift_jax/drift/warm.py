@@ -21,7 +21,9 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
+from sdrift_jax import validation
 from sdrift_jax.solvers import start as start_lib
 
 __all__ = ["DriftState", "check_convergence", "check_state", "starts"]
@@ -79,6 +81,11 @@ def check_state(init, x_rank: int, d: int, num_taus: int, front: str) -> None:
   if init.h_pos.shape[0] != num_taus:
     raise ValueError(f"init holds couplings for {init.h_pos.shape[0]} temperature(s); "
                      f"this call has {num_taus}")
+  for name in ("x", "h_pos", "h_neg", "tau"):
+    value = getattr(init, name)
+    if not validation.is_traced(value) and not np.all(np.isfinite(np.asarray(value))):
+      raise ValueError(f"init holds NaN or inf in {name}: a state from a call that went "
+                       "non-finite; start cold (init=None)")
 
 
 def starts(state: DriftState, k: tuple, new: tuple, tau, cost: str, joint: bool):

@@ -45,3 +45,12 @@ def test_mask_self_needs_y_neg_to_be_x():
     drift_field(x, y_pos, y_neg[:20], 0.1, 5, mask_self=True)
   np.testing.assert_array_equal(drift_field(x, y_pos, np.array(x), 0.1, 5, mask_self=True),
                                 drift_field(x, y_pos, None, 0.1, 5, mask_self=True))
+
+
+def test_a_warm_start_state_holding_nan_is_refused():
+  from sdrift_jax import drift_field_with_info  # pylint: disable=g-import-not-at-top
+  x, y_pos, _ = clouds(5, n=16, m=12)
+  state = drift_field_with_info(x, y_pos, None, 0.5, 11, tol=1e-3).state
+  bad = state._replace(h_pos=state.h_pos.at[0, 3].set(jnp.nan))
+  with pytest.raises(ValueError, match="init holds NaN or inf in h_pos"):
+    drift_field_with_info(x, y_pos, None, 0.5, 11, tol=1e-3, init=bad)

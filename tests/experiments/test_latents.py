@@ -67,6 +67,15 @@ def test_ffhq_without_a_path_is_refused_before_any_work(tmp_path):
   assert not os.path.exists(tmp_path / "w")  # refused before any work
 
 
+def test_a_path_with_the_synthetic_source_is_refused_not_ignored(tmp_path):
+  c = load("latents.py", "smoke")
+  c.data.path = "/nonexistent.npz"
+  with pytest.raises(ValueError, match=r"config.data.path = '/nonexistent.npz' is read with "
+                                       r"config.data.source='npz' only"):
+    experiments.run_experiment(c, str(tmp_path / "w"))
+  assert not os.path.exists(tmp_path / "w")
+
+
 @pytest.mark.heavy
 def test_latent_pipeline_reports_decoded_fid(tmp_path, monkeypatch):
   monkeypatch.syspath_prepend(TESTS)

@@ -196,6 +196,18 @@ def test_extra_argument_empty_or_file_workdir_are_usage_errors(tmp_path, capsys)
   cli_args.check_arguments(["run.py"], str(tmp_path / "new"))
 
 
+def test_a_config_file_that_is_not_a_python_config_is_a_usage_error(tmp_path, capsys):
+  from experiments import cli_args  # pylint: disable=g-import-not-at-top
+  (tmp_path / "notes.md").write_text("# not python\n")
+  (tmp_path / "broken.py").write_text("def get_config(:\n")
+  (tmp_path / "empty.py").write_text("x = 1\n")
+  for name, match in (("notes.md", "is not a Python config file"),
+                      ("broken.py", "SyntaxError"), ("empty.py", "has no get_config")):
+    line = _usage_lines(capsys, cli_args.check_config_argument,
+                        ["run.py", f"--config={tmp_path / name}"])
+    assert line.startswith("error: --config=") and match in line, line
+
+
 def test_config_experiment_other_than_the_config_files_is_refused_before_any_import(
     capsys, monkeypatch):
   from experiments import cli_args  # pylint: disable=g-import-not-at-top

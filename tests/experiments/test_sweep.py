@@ -164,6 +164,30 @@ def test_a_workdir_of_another_experiment_is_refused(tmp_path):
   assert sorted(os.listdir(tmp_path)) == ["sweep_config.json"]
 
 
+@pytest.mark.parametrize("name,key,value,match", [
+    ("toy.py", "optim.name", "adamm", "unknown config.optim.name 'adamm'"),
+    ("toy.py", "optim.schedule", "cosin", "unknown config.optim.schedule 'cosin'"),
+    ("toy.py", "model.activation", "rellu", "rellu"),
+    ("toy.py", "model.init", "flaxx", "flaxx"),
+    ("particles.py", "particles.cost", "gausian", "gausian"),
+])
+def test_a_misspelled_name_is_refused_before_anything_is_written(tmp_path, name, key, value,
+                                                                 match):
+  c = load(name, "smoke")
+  block, field = key.split(".")
+  c[block][field] = value
+  with pytest.raises(ValueError, match=match):
+    experiments.run_experiment(c, str(tmp_path / "w"))
+  assert not os.path.exists(tmp_path / "w")
+
+
+def test_a_damaged_top_config_is_refused_not_overwritten(tmp_path):
+  (tmp_path / "sweep_config.json").write_text('{"experiment": "to')
+  with pytest.raises(ValueError, match=r"sweep_config.json is damaged .*restore or delete it"):
+    experiments.run_experiment(load("particles.py", "smoke"), str(tmp_path))
+  assert (tmp_path / "sweep_config.json").read_text() == '{"experiment": "to'
+
+
 @pytest.mark.parametrize("name,arg,match", [
     ("mnist.py", "smoke,drift.tau=0.05", "set tau=... or sweep.taus instead"),
     ("latents.py", "smoke,drift.normalization=one_sided", "sweep.methods"),
