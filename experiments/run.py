@@ -100,6 +100,12 @@ def parse_flags(argv):
   try:
     if not _debug(argv):
       sys.unraisablehook = cli_faults.unraisable_before_run
+      unknown = [a for a in argv[1:] if a.startswith("--") and not a.startswith("--config")
+                 and a[2:].split("=", 1)[0].removeprefix("no") not in FLAGS]
+      if unknown:
+        cli_args.usage_error(f"unknown flag {unknown[0]}"
+                             + ("; did you mean --config?" if unknown[0].startswith("--conf")
+                                else "; --help lists the flags"))
       cli_args.check_config_argument(argv)
     rewritten = cli_args.tuple_overrides(argv)
     if argv is sys.argv:
@@ -152,6 +158,11 @@ def run(config, workdir: str, debug: bool = False,
     # An error of ours names the problem better than the OSError that it reports.
     message = cli_faults.environment_message(
         e, workdir, follow_causes=not isinstance(e, user_errors))
+    if (message is None and isinstance(e, RuntimeError)
+        and "Unable to initialize backend" in str(e)):
+      message = (f"JAX cannot start its backend ({cli_faults.one_line(e)[:160]}); check "
+                 f"JAX_PLATFORMS={os.environ.get('JAX_PLATFORMS', '')!r} and that jax is "
+                 "installed for that accelerator")
     if debug or (message is None and not isinstance(e, user_errors)):
       raise
     print(f"error: {message or cli_faults.one_line(e)}", file=sys.stderr)

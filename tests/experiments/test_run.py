@@ -367,6 +367,27 @@ def test_an_environment_fault_is_two_lines_without_the_threads_tracebacks(cli_ru
       "--workdir on a writable file system", run.HINT]
 
 
+def test_a_backend_jax_cannot_start_is_two_lines(cli_run, monkeypatch):
+  from experiments import run  # pylint: disable=g-import-not-at-top
+  monkeypatch.setenv("JAX_PLATFORMS", "gpu")
+
+  def no_gpu(config, workdir):
+    raise RuntimeError("Unable to initialize backend 'rocm': NOT_FOUND: no ROCm device")
+
+  code, lines = cli_run(no_gpu)
+  assert code == 1 and lines[1] == run.HINT
+  assert lines[0].startswith("error: JAX cannot start its backend (Unable to initialize "
+                             "backend 'rocm'") and "JAX_PLATFORMS='gpu'" in lines[0]
+
+
+def test_a_misspelled_flag_is_named(capsys):
+  from experiments import run  # pylint: disable=g-import-not-at-top
+  for arg, hint in (("--confg=configs/toy.py:smoke", "did you mean --config?"),
+                    ("--wrkdir=w", "--help lists the flags")):
+    line = _usage_lines(capsys, run.parse_flags, ["run.py", arg])
+    assert line == f"error: unknown flag {arg}; {hint}", line
+
+
 def test_ctrl_c_is_one_line_and_status_130(cli_run):
   from experiments import run  # pylint: disable=g-import-not-at-top
 
