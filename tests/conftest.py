@@ -4,9 +4,9 @@ import tempfile
 import warnings
 
 # XLA's CPU backend without LLVM's optimization passes: the tests' programs are tiny and
-# each runs a few times, so compiling them is most of the run (the float64 drift grid:
-# 56 s -> 24 s). The HLO passes, and so the arithmetic, are unchanged. Set before JAX
-# starts its backend; the processes the tests start inherit it.
+# each runs a few times, so compiling them is most of the run (measured in
+# docs/testing.md). The HLO passes, and so the arithmetic, are unchanged. Set before
+# JAX starts its backend; the processes the tests start inherit it.
 if "xla_backend_optimization_level" not in os.environ.get("XLA_FLAGS", ""):
   os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") +
                              " --xla_backend_optimization_level=0").strip()

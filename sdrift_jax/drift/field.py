@@ -164,8 +164,8 @@ def compute(x, y_pos, y_neg, tau, *, normalization="sinkhorn", form="split", T=4
   weights, the self-mask; NaN or inf in concrete inputs with ``check_finite``.
   ``with_state`` (default: ``with_info``): return ``.state``; ``with_error`` (default: ``with_info``): the marginal errors (else
   None)."""
-  normalization, form, T, cost = checks.check_options(normalization, form, T, cost, mask_self,
-                                               algorithm, relative_tau)
+  normalization, form, T, cost = checks.check_options(normalization, form, T, cost,
+                                                      mask_self, algorithm, relative_tau)
   tol, levels = warm.check_convergence(tol, anneal, T, normalization, init is not None)
   x = validation.as_point_cloud(x, "x")
   y_pos = validation.as_point_cloud(y_pos, "y_pos")
