@@ -12,7 +12,7 @@ import jax
 from jax.sharding import NamedSharding, PartitionSpec
 import jax.numpy as jnp
 
-__all__ = ["constrain", "make_mesh", "place_table", "replicated"]
+__all__ = ["constrain", "make_mesh", "place_table", "replicated", "seeded_batch"]
 
 def make_mesh(parallel_config, groups: int, batch: int):
   """``(mesh, spec)`` for ``config.parallel``, or ``(None, None)`` on one device.
@@ -63,6 +63,14 @@ def constrain(x, mesh, batch_spec):
 def replicated(mesh) -> Optional[NamedSharding]:
   """The sharding that puts a whole array on every device of ``mesh``."""
   return None if mesh is None else NamedSharding(mesh, PartitionSpec())
+
+
+def seeded_batch(mesh, batch_spec, ndim: int) -> Optional[NamedSharding]:
+  """The sharding of a per-seed ``[S, G, B, ...]`` state array (a memory bank) laid out
+  like the batch: seeds whole, groups or rows over the mesh as ``batch_spec``."""
+  if mesh is None:
+    return None
+  return NamedSharding(mesh, PartitionSpec(None, *batch_spec, *([None] * (ndim - 3))))
 
 
 def place_table(table, mesh, batch_spec):

@@ -13,6 +13,8 @@ settings of a sweep that differ only in ``tau`` share one program
 """
 from __future__ import annotations
 
+import dataclasses
+
 import jax
 import jax.numpy as jnp
 import ml_collections
@@ -98,8 +100,14 @@ class Trainer:
     params, opt_state, ema = self._compiled["init"](self.seed_keys())
     state = TrainState(params, opt_state, jnp.zeros((), jnp.int32), ema,
                        self.cold_drift_state(), self.fill_bank())
-    if self.mesh is not None:  # the whole state replicated on every device
-      state = jax.device_put(state, mesh_lib.replicated(self.mesh))
+    if self.mesh is not None:  # replicated on every device, the bank like the batch
+      bank = state.bank
+      state = jax.device_put(dataclasses.replace(state, bank=None), mesh_lib.replicated(self.mesh))
+      if bank is not None:
+        items = jax.tree.map(lambda v: jax.device_put(v, mesh_lib.seeded_batch(
+            self.mesh, self.batch_spec, v.ndim)), bank.items)
+        state = dataclasses.replace(state, bank=bank_lib.Bank(items, jax.device_put(
+            bank.ptr, mesh_lib.replicated(self.mesh))))
     return state
 
   def fill_bank(self):
@@ -180,6 +188,7 @@ class Trainer:
       y_pos = y_new
     else:  # the new positives into the bank, the coupled ones drawn from it
       bank = bank_lib.push(bank, self._positive_items(y_new, feature_params), fresh)
+      bank = bank._replace(items=jax.tree.map(self._shard, bank.items))
       y_pos = jax.tree.map(self._shard, bank_lib.draw(bank, jax.random.fold_in(key, 2),
                                                       self.bank.num_positives))
     omega, y_unc = self.sample_guidance(k_omega, k_unc, table)

@@ -35,12 +35,22 @@ def test_smoke_pipeline_end_to_end_and_cache_reuse(tmp_path, caplog):
   assert "loaded cached classifier" in caplog.text
 
 
-@pytest.mark.heavy
-def test_mnist_reference_smoke_runs(tmp_path):
-  c = load("mnist.py", "smoke,reference")
+def test_default_is_the_reference_recipe_and_eq7_the_papers_loss():
+  c = load("mnist.py", "")
   assert c.loss.objective == "feature_drift" and c.guidance.num_uncond == 16
   assert c.optim.schedule == "warmup_constant" and c.train.ema_decay == 0.999
-  results = experiments.run_experiment(c, str(tmp_path))
+  assert tuple(c.sweep.taus) == (0.005, 0.05)
+  assert load("mnist.py", "reference").to_dict() == c.to_dict()
+  e = load("mnist.py", "eq7")
+  assert e.loss.objective == "drift_field" and e.guidance.num_uncond == 0
+  assert e.optim.name == "adam" and tuple(e.sweep.taus) == (0.01,)
+  with pytest.raises(ValueError, match="'eq7' and 'reference' are two different recipes"):
+    load("mnist.py", "eq7,reference")
+
+
+@pytest.mark.heavy
+def test_mnist_eq7_smoke_runs(tmp_path):
+  results = experiments.run_experiment(load("mnist.py", "smoke,eq7"), str(tmp_path))
   assert [r["method"] for r in results] == ["baseline", "sinkhorn"]
   for r in results:
     assert np.all(np.isfinite(r["emd"]))

@@ -25,10 +25,11 @@ def problem(groups):
   return train.class_conditional_problem(per_class, held)
 
 
-def run(groups, parallel, steps=3):
+def run(groups, parallel, steps=3, **train_fields):
   config = latents_config.get_config("smoke")
   config.unlock()
   config.train.batch_size = 16
+  config.train.update(train_fields)
   config.drift.T = 11
   config.drift.tau = 0.5
   if parallel:
@@ -57,6 +58,19 @@ for name, groups, parallel in [("per_group", 8, {"coupling": "per_group"}),
       max_param=max(float(np.max(np.abs(a))) for a in ref_leaves),
       max_loss_rel_diff=float(np.max(np.abs(loss - ref_loss) / np.abs(ref_loss))),
       param_devices=len(jax.tree_util.tree_leaves(state.params)[0].sharding.device_set))
+# A memory bank is sharded like the batch (each device holds its groups' rows) and
+# trains as on one device.
+bank = dict(bank_size=32, bank_push=8)
+ref_leaves, ref_loss, ref_state = run(8, None, **bank)
+leaves, loss, state = run(8, {"coupling": "per_group"}, **bank)
+out["bank"] = dict(
+    max_param_diff=max(float(np.max(np.abs(a - b))) for a, b in zip(ref_leaves, leaves)),
+    max_param=max(float(np.max(np.abs(a))) for a in ref_leaves),
+    banks_equal=bool(np.array_equal(np.asarray(ref_state.bank.items),
+                                    np.asarray(state.bank.items))),
+    shape=list(state.bank.items.shape),
+    shard_shape=list(state.bank.items.addressable_shards[0].data.shape),
+    devices=len(state.bank.items.sharding.device_set))
 # Under global coupling the data table is sharded over its rows; drawing positives must
 # not gather the table onto every device (only the [C, batch, D] draw is summed).
 import re  # noqa: E402

@@ -221,8 +221,9 @@ def test_exactly_zero_drift_is_explained_once(tmp_path, caplog):
 # kill -9 --------------------------------------------------------------------------------
 
 
-def _final_state(workdir, arg):
+def _final_state(workdir, arg, **train):
   c = toy_setting(load("toy.py", arg))
+  c.train.update(train)
   ckpt = checkpoint_lib.Checkpointer(os.path.join(workdir, "checkpoints"))
   step, state = ckpt.restore_latest(training.Trainer(c, toy_problem(c)).init())
   ckpt.close()
@@ -270,15 +271,21 @@ def _without_timing(records):
           for r in records]
 
 
+#: An unconditional memory bank (one group) of 256 rows, 16 new per step, 128 coupled.
+_BANK = dict(bank_size=256, bank_push=16, num_positives=128)
+
+
 @pytest.mark.heavy
-@pytest.mark.parametrize("kills,seed", [
-    (2, 0), pytest.param(3, 1, marks=pytest.mark.slow)])
-def test_kill_9_at_random_steps_then_resume_equals_uninterrupted(tmp_path, kills, seed):
+@pytest.mark.parametrize("kills,seed,bank", [
+    (2, 0, False), (2, 2, True), pytest.param(3, 1, False, marks=pytest.mark.slow)])
+def test_kill_9_at_random_steps_then_resume_equals_uninterrupted(tmp_path, kills, seed, bank):
   steps = 60 * (kills + 1)
   arg = f"smoke,steps={steps}"
-  cmd = [f"--config=configs/toy.py:{arg}", "--config.train.checkpoint_every=10"]
+  train = dict(checkpoint_every=10, **(_BANK if bank else {}))
+  cmd = [f"--config=configs/toy.py:{arg}"] + [f"--config.train.{k}={v}"
+                                               for k, v in train.items()]
   c = load("toy.py", arg)
-  c.train.checkpoint_every = 10
+  c.train.update(train)
   experiments.run_experiment(c, str(tmp_path / "ref"))  # in this process: one start fewer
   killed = tmp_path / "killed"
   run_dir = toy_run_dir(killed)
@@ -302,9 +309,13 @@ def test_kill_9_at_random_steps_then_resume_equals_uninterrupted(tmp_path, kills
   assert done and max(done) < steps, f"the run was not interrupted: {done}"
   again = cli(*cmd, f"--workdir={killed}", timeout=300)
   assert again.returncode == 0, again.stderr[-2000:]
-  step_a, ref_state = _final_state(toy_run_dir(tmp_path / "ref"), arg)
-  step_b, state = _final_state(run_dir, arg)
+  step_a, ref_state = _final_state(toy_run_dir(tmp_path / "ref"), arg, **train)
+  step_b, state = _final_state(run_dir, arg, **train)
   assert step_a == step_b == steps
+  if bank:  # the bank is in the checkpoint: its rows and pointer are leaves too
+    plain = toy_setting(load("toy.py", arg))
+    assert len(ref_state) == len(jax.tree.leaves(
+        training.Trainer(plain, toy_problem(plain)).init())) + 2
   for a, b in zip(ref_state, state):
     np.testing.assert_array_equal(a, b)
   assert _without_timing(run_files.read_metrics(run_dir)) == _without_timing(

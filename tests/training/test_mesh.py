@@ -37,6 +37,15 @@ def test_eight_devices_train_like_one(report, scope):
 
 
 @pytest.mark.heavy
+def test_a_memory_bank_is_sharded_like_the_batch_and_trains_like_one_device(report):
+  r = report["bank"]
+  assert r["shape"] == [1, 8, 32, 4] and r["devices"] == 8
+  assert r["shard_shape"] == [1, 1, 32, 4], r  # one group's rows per device
+  assert r["banks_equal"], r
+  assert r["max_param_diff"] <= 1e-5 * max(r["max_param"], 1.0), r
+
+
+@pytest.mark.heavy
 def test_global_sampling_never_gathers_the_data_table(report):
   r = report["table_sampling"]
   assert r["shard_shape"] == [1, 500, 4]  # 4000 rows over 8 devices

@@ -96,7 +96,7 @@ def test_guided_step_shares_omega_and_draws_negatives_per_class():
   assert omega.shape == () and 1.0 <= float(omega) <= 4.0
   assert y_unc.shape == (3, 4, 3)
   assert not np.allclose(y_unc[0], y_unc[1])
-  unguided = training.Trainer(load("mnist.py", "smoke"), problem)
+  unguided = training.Trainer(load("mnist.py", "smoke,eq7"), problem)
   assert unguided.sample_guidance(jax.random.key(1), jax.random.key(2), table) == (None, None)
 
 
@@ -116,7 +116,7 @@ def test_default_objective_trains_exactly_as_the_paper_loss_step():
   """The drift_field objective's step equals, bit for bit, the step written out here:
   one vmapped drift over the classes and eq. 7's loss over all samples."""
   problem = table_problem(dim=6)
-  c = with_method(load("mnist.py", "smoke"), "sinkhorn")
+  c = with_method(load("mnist.py", "smoke,eq7"), "sinkhorn")
   c.drift.tau = 5.0
   trainer = training.Trainer(c, problem)
   table = trainer.device_table()
