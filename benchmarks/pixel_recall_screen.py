@@ -96,6 +96,7 @@ def main() -> None:
                                         run_dir)
     finally:
       restore()
+    r = {k: v[0] if isinstance(v, list) else v for k, v in r.items()}  # one seed
     err = _last_marginal_error(run_dir)
     row = (f"| {factor} | {args.steps} | {args.seed} | {r['fd']:.2f} | "
            f"{r['fd_per_class_mean']:.2f} | {r['accuracy']:.1f} | {r['precision']:.3f} | "

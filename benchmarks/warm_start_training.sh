@@ -16,7 +16,7 @@ for tau in 0.01 0.3 3.0; do
       bank_warm) EXTRA=(--config.drift.warm_start=True --config.train.bank_size=256
                         --config.train.bank_push=64);;
     esac
-    python -m experiments.run "--config=configs/mnist.py:methods=(sinkhorn,),steps=1000,T=401,taus=($tau,)" \
+    python -m experiments.run "--config=configs/mnist.py:eq7,methods=(sinkhorn,),steps=1000,T=401,taus=($tau,)" \
       --config.mnist.cache_dir="$CACHE" --config.drift.tol=0.001 \
       --config.train.num_positives=256 --config.train.log_every=50 \
       --config.train.eval_every=500 --config.train.checkpoint_every=500 \

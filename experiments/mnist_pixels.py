@@ -28,6 +28,7 @@ from experiments import sweep
 from experiments import tables
 from sdrift_jax.drift import feature_sets as feature_sets_lib
 from sdrift_jax import training
+from sdrift_jax.training import bank as bank_lib
 from experiments.data import mnist as mnist_data
 from sdrift_jax.training import evaluators
 from sdrift_jax.training import mesh as mesh_lib
@@ -185,6 +186,16 @@ def run_setting(config, run_dir: str, context) -> dict:
   return result
 
 
+def _positives_text(train) -> str:
+  """``'32 positives'``, or with a memory bank ``'128 positives (of a bank of 256, 32 new
+  per step)'``."""
+  bank = bank_lib.bank_config(train)
+  text = f"{bank.num_positives} positives"
+  if bank.size:
+    text += f" (of a bank of {bank.size}, {bank.push} new per step)"
+  return text
+
+
 def write_table(config, workdir, results, context, seconds, planned) -> str:
   """``table.md``, ``results.json`` and ``grids.png``."""
   del seconds
@@ -198,7 +209,7 @@ def write_table(config, workdir, results, context, seconds, planned) -> str:
   lines = [
       f"MNIST pixels, {s['data']}: {s['n_train']} train / {s['n_test']} held-out images. "
       f"{config.train.steps} generator steps, {config.train.batch_size} generated and "
-      f"{config.train.batch_size} positives per class per step, {config.train.num_seeds} "
+      f"{_positives_text(config.train)} per class per step, {config.train.num_seeds} "
       f"seed(s); {len(results)} of {planned} settings; total {s['total_seconds']:.0f} s "
       f"(encoder and classifier {s['fit_seconds']:.0f} s, generators "
       f"{generator_seconds:.0f} s, over all invocations).", "",
