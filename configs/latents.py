@@ -10,7 +10,7 @@ W2^2 and Frechet distances against fresh held-out draws mean something. Sized fo
 the paper's generator (noise 512 + class embedding 64, three Linear(1024) + ReLU) and
 optimizer (Adam 3e-4, embeddings 1e-3, cosine, clip 5), but 64 latents per class per
 step and 600 steps instead of 682 and 5000. ``scale_free``: the reference codes' loss
-with temperatures relative to the batch's mean distance (configs/mnist.py:reference
+with temperatures relative to the batch's mean distance (the recipe of configs/mnist.py
 without guidance) instead of the paper's absolute ones. Short keys: tau, taus, steps, batch, seeds,
 T, algorithm, devices, coupling, decoder, features.
 """
@@ -28,7 +28,7 @@ ALIASES = {"devices": "parallel.devices", "coupling": "parallel.coupling",
 #: Fields each sweep setting sets, and the field to override instead.
 PER_SETTING = {"drift.tau": "tau=... or sweep.taus",
                "drift.normalization": "sweep.methods or baseline.normalization",
-               "drift.mask_self": "baseline.mask_self"}
+               "drift.mask_self": "baseline.mask_self or sinkhorn.mask_self"}
 VARIANTS = {
     "smoke": "3 small classes, 10 steps of a small model: end to end in seconds",
     "scale_free": "the reference codes' loss, tau relative to the batch's mean distance",
@@ -53,6 +53,7 @@ def base_config():
                                            algorithm="auto", relative_tau=False,
                                            **objectives.CONVERGENCE_DEFAULTS))
   c.baseline = ml_collections.ConfigDict(dict(normalization="two_sided_joint", mask_self=True))
+  c.sinkhorn = ml_collections.ConfigDict(dict(mask_self=False))  # as the reference codes
   c.loss = objectives.loss_config()
   c.guidance = objectives.guidance_config()
   c.optim = config_lib.optimizer_config("adam", 3e-4, embed_learning_rate=1e-3,

@@ -52,7 +52,7 @@ ALIASES = {"source": "data.source", "path": "data.path", "download": "data.downl
 #: Fields each sweep setting sets, and the field to override instead.
 PER_SETTING = {"drift.tau": "tau=... or sweep.taus", "drift.cost": "sweep.kernels",
                "drift.normalization": "sweep.methods or baseline.normalization",
-               "drift.mask_self": "baseline.mask_self"}
+               "drift.mask_self": "baseline.mask_self or sinkhorn.mask_self"}
 VARIANTS = {
     "smoke": "600 images, 2 autoencoder epochs, 20 generator steps: end to end in a minute",
     "table1": "Table 1: the Gaussian-kernel tau sweep, baseline against Sinkhorn",
@@ -86,6 +86,7 @@ def get_config(arg=None):
                                            algorithm="auto",
                                            **objectives.CONVERGENCE_DEFAULTS))
   c.baseline = ml_collections.ConfigDict(dict(normalization="two_sided_joint", mask_self=True))
+  c.sinkhorn = ml_collections.ConfigDict(dict(mask_self=False))  # as the reference script
   c.loss = objectives.loss_config()
   c.guidance = objectives.guidance_config()
   c.optim = config_lib.optimizer_config("adam", 1e-3)

@@ -33,7 +33,8 @@ ALIASES = {"source": "data.source", "path": "data.path", "download": "data.downl
            "seeds": "train.num_seeds", "T": "drift.T"}
 PER_SETTING = {"drift.tau": "tau=... or sweep.taus",
                "drift.normalization": "sweep.methods or baseline.normalization",
-               "drift.mask_self": "baseline.mask_self", "loss.form": "baseline.form"}
+               "drift.mask_self": "baseline.mask_self or sinkhorn.mask_self",
+               "loss.form": "baseline.form"}
 VARIANTS = {
     "smoke": "600 images, 1-epoch helper networks, 4 generator steps: end to end in seconds",
     "sweep": "temperatures 0.02, 0.05, 0.2 alone and together, baseline against Sinkhorn",
@@ -67,6 +68,9 @@ def get_config(arg=None):
                                            **objectives.CONVERGENCE_DEFAULTS))
   c.baseline = ml_collections.ConfigDict(dict(normalization="two_sided", form="joint",
                                               mask_self=True))
+  # The Sinkhorn self-coupling without its diagonal (docs/results.md s.5: unmasked, it
+  # tends to the identity at these temperatures and the repulsion cancels).
+  c.sinkhorn = ml_collections.ConfigDict(dict(mask_self=True))
   c.loss = objectives.loss_config(objective="feature_drift")
   c.guidance = objectives.guidance_config(num_uncond=16)
   c.optim = config_lib.optimizer_config("adamw", 1e-3, 0.01, b2=0.95, clip_norm=2.0,

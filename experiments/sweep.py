@@ -8,9 +8,11 @@ every setting before anything trains, runs them one by one (each in its own work
 ``<workdir>/<axis dirs>``, resumable), and rewrites the experiment's table after each.
 
 The mask rule, stated once: ``drift.mask_self`` masks the self-pairs of the one- and
-two-sided baselines only; the Sinkhorn drift is never masked (it needs no mask, and the
-reference code does not mask it: ``pre_mask = repulsion_mask_diag and dtype !=
-'sinkhorn'`` in its toy script).
+two-sided baselines only; the Sinkhorn drift is not masked (the reference code does not
+mask it: ``pre_mask = repulsion_mask_diag and dtype != 'sinkhorn'`` in its toy script)
+unless a config's ``sinkhorn.mask_self`` asks for it (``configs/mnist_pixels.py``: at
+low temperature the unmasked self-coupling tends to the identity and its repulsion
+cancels; docs/results.md s.5).
 """
 from __future__ import annotations
 
@@ -110,11 +112,12 @@ def method_axis() -> Axis:
 
 
 def apply_mask_rule(config) -> None:
-  """The mask rule (module docstring): no self-mask for the Sinkhorn drift; the
-  convergence controls (``drift.tol``, ``anneal_*``, ``warm_start``) apply to the
-  Sinkhorn settings only (the baselines have no half-steps)."""
+  """The mask rule (module docstring): no self-mask for the Sinkhorn drift unless the
+  config asks for it by ``config.sinkhorn.mask_self``; the convergence controls
+  (``drift.tol``, ``anneal_*``, ``warm_start``) apply to the Sinkhorn settings only (the
+  baselines have no half-steps)."""
   if config.drift.normalization == "sinkhorn":
-    config.drift.mask_self = False
+    config.drift.mask_self = bool("sinkhorn" in config and config.sinkhorn.mask_self)
   else:
     for key, off in objectives.CONVERGENCE_DEFAULTS.items():
       if key in config.drift:

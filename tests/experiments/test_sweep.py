@@ -34,6 +34,18 @@ def test_setting_config_applies_each_axis_to_a_copy():
 
 
 
+def test_the_pixel_recipe_masks_the_sinkhorn_self_coupling():
+  from experiments import mnist_pixels
+  c = load("mnist_pixels.py", "smoke")
+  subs = {m: sweep.setting_config(c, dict(tau=0.02, method=m), mnist_pixels.AXES)
+          for m in ("baseline", "sinkhorn")}
+  assert subs["sinkhorn"].drift.mask_self is True and subs["sinkhorn"].loss.form == "split"
+  assert subs["baseline"].drift.mask_self is True and subs["baseline"].loss.form == "joint"
+  c.sinkhorn.mask_self = False
+  assert sweep.setting_config(c, dict(tau=0.02, method="sinkhorn"),
+                              mnist_pixels.AXES).drift.mask_self is False
+
+
 @pytest.mark.parametrize("variant", ["sweep", "tau=0.05"])
 def test_tau_axis_mixes_single_temperatures_and_tuples(variant):
   # The pixel config's default tau is a tuple of three; single ones must apply too.
@@ -100,6 +112,10 @@ def test_method_axis_and_mask_rule():
                             (sweep.kernel_axis(), sweep.tau_axis(), sweep.method_axis()))
   assert (sk.drift.normalization, sk.drift.mask_self, sk.loss.form, sk.drift.cost) == (
       "sinkhorn", False, "split", "euclidean")
+  c.sinkhorn.mask_self = True  # asked for: the Sinkhorn self-coupling loses its diagonal
+  masked = sweep.setting_config(c, dict(kernel="laplacian", tau=0.01, method="sinkhorn"),
+                                (sweep.kernel_axis(), sweep.tau_axis(), sweep.method_axis()))
+  assert masked.drift.mask_self is True
   with pytest.raises(ValueError, match="unknown method 'ddpm'"):
     sweep.method_axis().apply(c, "ddpm")
   with pytest.raises(ValueError, match="unknown kernel 'cauchy'"):
