@@ -223,9 +223,10 @@ def run_sweep(config, workdir: str, *, axes: Sequence[Axis],
     optim.make_optimizer(sub.optim, int(sub.train.steps))  # names: optimizer, schedule
     jax.eval_shape(lambda sub=sub: nnx.state(models.make_generator(  # activation, init
         sub.model, dim, jax.random.key(0), num_classes=2 if conditional else None)))
-  if config.drift.mask_self and any(s.drift.normalization == "sinkhorn" for s in subs):
+  if config.drift.mask_self and any(s.drift.normalization == "sinkhorn"
+                                    and not s.drift.mask_self for s in subs):
     log.info("drift.mask_self applies to the one- and two-sided baselines; the Sinkhorn "
-             "drift is trained unmasked")
+             "drift is trained unmasked (config.sinkhorn.mask_self masks it)")
   controls = {k: v for k, v in objectives.CONVERGENCE_DEFAULTS.items()
               if config.drift.get(k, v) != v}
   if controls and any(s.drift.normalization != "sinkhorn" for s in subs):
