@@ -18,7 +18,10 @@ input's RMS), Laplacian cost (the reference MNIST script's ``l2``), the referenc
 script's three temperatures (0.02, 0.05, 0.2) relative to the mean distance, CFG (16
 unconditional negatives per class, omega ~ omega^-3 on [1, 4], samples at omega = 1),
 AdamW, EMA; baseline (Deng et al.'s joint geometric-mean coupling, self-masked) against
-Sinkhorn (split, T = 21: 10 iterations). ``sweep``: single temperatures 0.02, 0.05, 0.2
+Sinkhorn (split, T = 21: 10 iterations) with its self-coupling masked too
+(``sinkhorn.mask_self``: unmasked, the generated samples' self-coupling tends to the
+identity at these temperatures, the repulsion cancels and recall falls; docs/results.md
+s.5). ``sweep``: single temperatures 0.02, 0.05, 0.2
 and the three together. ``gpu``: full MNIST through tensorflow-datasets (``source=tfds``;
 ``download=True`` to fetch it; a clear error when no copy is found), batch 128 per class,
 more steps. Short keys: source, path, download, tau, taus, methods, steps, seeds, T.

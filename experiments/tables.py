@@ -54,8 +54,14 @@ def group_rows(results: Sequence[dict], row_axes: Sequence[str],
 
 
 def axis_column(header: str, axis: str, fmt: str = "{}", align: str = "---") -> Column:
-  """The value of a row axis."""
-  return Column(header, lambda row: fmt.format(row[axis]), align)
+  """The value of a row axis; a tuple (several temperatures of one setting) as its
+  formatted items joined by ``+``: ``(0.02, 0.2)`` -> ``'0.02+0.2'``."""
+  def cell(row):
+    value = row[axis]
+    if isinstance(value, (list, tuple)):
+      return "+".join(fmt.format(v) for v in value)
+    return fmt.format(value)
+  return Column(header, cell, align)
 
 
 def metric_column(header: str, key: str, fmt: str = "{:.3f}",

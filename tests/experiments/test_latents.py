@@ -45,6 +45,15 @@ def test_latent_pipeline_smoke_writes_the_table_2_layout(tmp_path):
       np.mean([metrics.w2_squared(m, h) for m, h in zip(means, held)]))
 
 
+@pytest.mark.heavy
+def test_several_temperatures_in_one_setting_make_one_table_row(tmp_path):
+  # The tuple tau of one setting used to crash the table after training.
+  config = load("latents.py", "smoke,scale_free,taus=((0.02,0.2),)")
+  config.sweep.methods = ("sinkhorn",)
+  experiments.run_experiment(config, str(tmp_path))
+  assert "| 0.02+0.2 |" in open(tmp_path / "table.md").read()
+
+
 def test_npz_source_splits_per_class_and_checks_the_batch(tmp_path):
   path = str(tmp_path / "ffhq_like.npz")
   latents_lib.SyntheticLatents(num_classes=2, dim=5, rank=2).save(path, per_class=40)
