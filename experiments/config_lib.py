@@ -238,13 +238,17 @@ def train_config(steps: int, batch_size: int, log_every: int, eval_every: int,
   ``num_positives``: positives per class a step couples against (0: ``batch_size``);
   ``bank_size``: a memory bank of that many positives per class (0: none), refreshed by
   ``bank_push`` per step (0: ``batch_size``); :mod:`sdrift_jax.training.bank`.
+
+  ``first_seed``: the index of the run's first seed (its keys are ``fold_in(key(seed),
+  first_seed + s)``): seeds of one experiment run in separate processes with
+  ``num_seeds=1, first_seed=k`` share ``seed`` and with it the helper networks.
   """
   return ml_collections.ConfigDict(dict(steps=steps, batch_size=batch_size,
                                         num_seeds=num_seeds, log_every=log_every,
                                         eval_every=eval_every,
                                         checkpoint_every=checkpoint_every,
                                         ema_decay=ema_decay, bank_size=0, bank_push=0,
-                                        num_positives=0))
+                                        num_positives=0, first_seed=0))
 
 
 def parallel_config(coupling: str, devices: int = 1) -> ml_collections.ConfigDict:

@@ -53,6 +53,7 @@ FINITE = Range()
 RANGES: dict[str, Range] = {
     "seed": COUNT_OR_ZERO,
     "train.steps": COUNT, "train.batch_size": COUNT, "train.num_seeds": COUNT,
+    "train.first_seed": COUNT_OR_ZERO,
     "train.log_every": COUNT, "train.eval_every": COUNT, "train.checkpoint_every": COUNT,
     "train.ema_decay": FRACTION, "train.bank_size": COUNT_OR_ZERO,  # 0: no bank
     "train.bank_push": COUNT_OR_ZERO, "train.num_positives": COUNT_OR_ZERO,  # 0: batch

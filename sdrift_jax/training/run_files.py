@@ -24,7 +24,7 @@ FIELDS_WITH_FORMER_DEFAULTS = {"train.ema_decay": 0.0, "model.res_scale": 1.0,
                                "model.out_init_std": 0.0, "model.omega_dim": 0,
                                "drift.relative_tau": False,
                                "optim.decay_steps": 0, "train.bank_size": 0,
-                               "train.bank_push": 0, "train.num_positives": 0,
+                               "train.bank_push": 0, "train.num_positives": 0, "train.first_seed": 0,
                                **objectives.FORMER_DEFAULTS}
 
 #: Keys that do not change what a run computes: ``train.steps`` (a finished run may be

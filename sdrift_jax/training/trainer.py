@@ -84,8 +84,12 @@ class Trainer:
 
   # -- pure pieces -----------------------------------------------------------------
   def seed_keys(self) -> jax.Array:
+    """The key of every seed: seed ``s`` of a run is ``fold_in(key(config.seed),
+    train.first_seed + s)``, so seed 2 of a three-seed run can also run alone
+    (``num_seeds=1, first_seed=2``) with the same helper networks and the same result."""
+    first = int(self.config.train.get("first_seed", 0))
     return jax.vmap(lambda s: jax.random.fold_in(self.base_key, s))(
-        jnp.arange(self.num_seeds))
+        first + jnp.arange(self.num_seeds))
 
   def init(self) -> TrainState:
     def one(key):

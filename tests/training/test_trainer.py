@@ -252,3 +252,19 @@ def test_over_seeds_with_one_seed_equals_vmap():
   for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(want)):
     assert a.shape == b.shape
     np.testing.assert_allclose(a, b, rtol=1e-6)
+
+
+def test_a_seed_of_a_multi_seed_run_runs_alone_with_first_seed():
+  c = toy_config()
+  c.train.num_seeds = 3
+  problem = toy_problem(c)
+  three = training.Trainer(c, problem)
+  state3, _ = three.make_chunk(2)(three.init(), three.seed_keys(), three.objective.tau_array())
+  c1 = toy_config()
+  c1.train.update(num_seeds=1, first_seed=2)
+  alone = training.Trainer(c1, problem)
+  np.testing.assert_array_equal(jax.random.key_data(alone.seed_keys())[0],
+                                jax.random.key_data(three.seed_keys())[2])
+  state1, _ = alone.make_chunk(2)(alone.init(), alone.seed_keys(), alone.objective.tau_array())
+  for a, b in zip(jax.tree.leaves(state3.params), jax.tree.leaves(state1.params)):
+    np.testing.assert_allclose(a[2], b[0], rtol=1e-5, atol=1e-6)
