@@ -9,12 +9,15 @@ evaluation) and the training rate. Factors (``--factors``, comma-separated, in o
                   32 positives per class
     baseline      the config's baseline (joint two-sided, self-masked)
     mask_self     Sinkhorn with its self-coupling masked (``sinkhorn.mask_self``: no
-                  generated sample is its own negative; every other factor is unmasked)
+                  generated sample is its own negative; without it the drift is unmasked)
     positives128  128 positives per class per step, from a memory bank of 128 (32 new
                   per step): 4 positives per generated sample
+    batch16       16 generated and 16 positives per class per step
     batch64       64 generated and 64 positives per class per step
     converged     drift.tol = 0.01 with at most T = 201 half-steps
     tau_high      Sinkhorn at the single relative temperature 0.2 (the sweep's largest)
+
+Factors combine with ``+``: ``mask_self+positives128`` is the masked drift against a bank.
 
     python -m benchmarks.pixel_recall_screen --cache /tmp/pxcache --workdir /tmp/pxscreen \\
         [--steps 500] [--factors default,mask_self,...] [--seed 0]
@@ -29,30 +32,43 @@ import argparse
 import json
 import os
 
-#: The screen varies one factor of the unmasked Sinkhorn drift (the reference code's),
-#: so every factor but ``mask_self`` turns the config's self-mask off.
-_UNMASKED = {"sinkhorn.mask_self": False}
+#: Each factor: the variant assignments and the config overrides it makes. The screen
+#: varies the unmasked Sinkhorn drift (the reference code's): the self-mask is off unless
+#: a factor turns it on. Factors combine with ``+`` (``mask_self+positives128``).
 FACTORS = {
-    "default": ("methods=(sinkhorn,)", _UNMASKED),
-    "baseline": ("methods=(baseline,)", {}),
-    "mask_self": ("methods=(sinkhorn,)", {"sinkhorn.mask_self": True}),
-    "positives128": ("methods=(sinkhorn,)",
-                     {**_UNMASKED, "train.bank_size": 128, "train.bank_push": 32,
-                      "train.num_positives": 128}),
-    "batch64": ("methods=(sinkhorn,)", {**_UNMASKED, "train.batch_size": 64}),
-    "converged": ("methods=(sinkhorn,),T=201", {**_UNMASKED, "drift.tol": 0.01}),
-    "tau_high": ("methods=(sinkhorn,),taus=(0.2,)", _UNMASKED),
+    "default": ({}, {}),
+    "baseline": ({"methods": "(baseline,)"}, {}),
+    "mask_self": ({}, {"sinkhorn.mask_self": True}),
+    "positives128": ({}, {"train.bank_size": 128, "train.bank_push": 32,
+                          "train.num_positives": 128}),
+    "batch16": ({}, {"train.batch_size": 16}),
+    "batch64": ({}, {"train.batch_size": 64}),
+    "converged": ({"T": "201"}, {"drift.tol": 0.01}),
+    "tau_high": ({"taus": "(0.2,)"}, {}),
 }
 
-def _config(factor: str, steps: int, seed: int, cache: str):
+
+def _parts(name: str) -> list[str]:
+  return [p for p in name.split("+") if p]
+
+
+def _config(name: str, steps: int, seed: int, cache: str):
   from experiments import config_lib  # pylint: disable=g-import-not-at-top
-  variant, overrides = FACTORS[factor]
-  c = config_lib.load(f"configs/mnist_pixels.py:{variant},steps={steps}")
-  c.seed = seed
+  variant = {"methods": "(sinkhorn,)", "steps": str(steps)}
+  overrides = {"sinkhorn.mask_self": False}
+  for part in _parts(name):
+    if part != "default":
+      variant.update(FACTORS[part][0])
+      overrides.update(FACTORS[part][1])
+  if variant["methods"] == "(baseline,)":
+    overrides.pop("sinkhorn.mask_self")  # the baseline's own mask applies
+  c = config_lib.load("configs/mnist_pixels.py:"
+                      + ",".join(f"{k}={v}" for k, v in variant.items()))
+  c.train.first_seed = seed  # seed k of `seeds=n`, as `--config.train.first_seed=k`
   c.mnist.cache_dir = cache
   for key, value in overrides.items():
-    section, name = key.split(".")
-    c[section][name] = value
+    section, field = key.split(".")
+    c[section][field] = value
   return c
 
 
@@ -65,7 +81,7 @@ def main() -> None:
   ap.add_argument("--factors", default=",".join(FACTORS))
   args = ap.parse_args()
   factors = [f for f in args.factors.split(",") if f]
-  unknown = [f for f in factors if f not in FACTORS]
+  unknown = [p for f in factors for p in _parts(f) if p not in FACTORS]
   if unknown:
     ap.error(f"unknown factor(s) {unknown}; known: {list(FACTORS)}")
   import experiments  # pylint: disable=g-import-not-at-top
@@ -78,7 +94,7 @@ def main() -> None:
       f.write("| factor | steps | seed | FD | FD/class | Acc | Prec | Rec | steps/s | "
               "marginal err pos / neg |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
   for factor in factors:
-    run_dir = os.path.join(args.workdir, factor)
+    run_dir = os.path.join(args.workdir, factor.replace("+", "_"))
     (r,) = experiments.run_experiment(_config(factor, args.steps, args.seed, args.cache),
                                       run_dir)
     r = {k: v[0] if isinstance(v, list) else v for k, v in r.items()}  # one seed

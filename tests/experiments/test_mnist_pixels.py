@@ -29,6 +29,8 @@ def test_smoke_pipeline_writes_table_and_grids_and_resumes_exactly(tmp_path):
     assert os.path.exists(r["grid"]) and np.all(np.isfinite(r["fd"]))
     assert 0.0 <= r["precision"][0] <= 1.0 and 0.0 <= r["recall"][0] <= 1.0
     assert np.load(r["grid_array"]).shape == (280, 224)
+    samples = np.load(os.path.join(os.path.dirname(r["grid"]), "samples.npy"))
+    assert samples.shape == (10, 20, 784) and samples.dtype == np.float32
   table = (whole / "table.md").read_text()
   assert "| 0.02+0.05+0.2 |" in table and "NOT Inception FID" in table
   assert (whole / "grids.png").exists()
@@ -50,7 +52,23 @@ def test_smoke_pipeline_writes_table_and_grids_and_resumes_exactly(tmp_path):
   assert len(resumed) == 1
   for a, b in zip(results, resumed):
     np.testing.assert_array_equal(np.load(a["grid_array"]), np.load(b["grid_array"]))
+    np.testing.assert_array_equal(
+        np.load(os.path.join(os.path.dirname(a["grid"]), "samples.npy")),
+        np.load(os.path.join(os.path.dirname(b["grid"]), "samples.npy")))
     assert a["fd"] == b["fd"] and a["accuracy"] == b["accuracy"]
+
+
+def test_recall_screen_factors_combine_and_keep_the_baselines_mask():
+  from benchmarks import pixel_recall_screen as screen
+  c = screen._config("mask_self+batch64+converged", 300, 2, "/cache")
+  assert c.sweep.methods == ("sinkhorn",) and c.sinkhorn.mask_self is True
+  assert (c.train.batch_size, c.drift.T, c.drift.tol, c.train.steps) == (64, 201, 0.01, 300)
+  assert c.train.first_seed == 2 and c.seed == 0 and c.mnist.cache_dir == "/cache"
+  plain = screen._config("default", 500, 0, "/cache")
+  assert plain.sinkhorn.mask_self is False and plain.train.batch_size == 32
+  base = screen._config("baseline+positives128", 500, 0, "/cache")
+  assert base.sweep.methods == ("baseline",) and base.baseline.mask_self is True
+  assert (base.train.bank_size, base.train.num_positives) == (128, 128)
 
 
 def _space_config():
