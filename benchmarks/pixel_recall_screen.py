@@ -16,6 +16,7 @@ evaluation) and the training rate. Factors (``--factors``, comma-separated, in o
     batch64       64 generated and 64 positives per class per step
     converged     drift.tol = 0.01 with at most T = 201 half-steps
     tau_high      Sinkhorn at the single relative temperature 0.2 (the sweep's largest)
+    steps1000     1000 steps whatever ``--steps`` says (the config's default length)
 
 Factors combine with ``+``: ``mask_self+positives128`` is the masked drift against a bank.
 
@@ -45,6 +46,7 @@ FACTORS = {
     "batch64": ({}, {"train.batch_size": 64}),
     "converged": ({"T": "201"}, {"drift.tol": 0.01}),
     "tau_high": ({"taus": "(0.2,)"}, {}),
+    "steps1000": ({"steps": "1000"}, {}),
 }
 
 
@@ -95,11 +97,11 @@ def main() -> None:
               "marginal err pos / neg |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
   for factor in factors:
     run_dir = os.path.join(args.workdir, factor.replace("+", "_"))
-    (r,) = experiments.run_experiment(_config(factor, args.steps, args.seed, args.cache),
-                                      run_dir)
+    config = _config(factor, args.steps, args.seed, args.cache)
+    (r,) = experiments.run_experiment(config, run_dir)
     r = {k: v[0] if isinstance(v, list) else v for k, v in r.items()}  # one seed
     err = _last_marginal_error(run_dir)
-    row = (f"| {factor} | {args.steps} | {args.seed} | {r['fd']:.2f} | "
+    row = (f"| {factor} | {config.train.steps} | {args.seed} | {r['fd']:.2f} | "
            f"{r['fd_per_class_mean']:.2f} | {r['accuracy']:.1f} | {r['precision']:.3f} | "
            f"{r['recall']:.3f} | {r['steps_per_s']:.2f} | {err} |\n")
     with open(out, "a") as f:
