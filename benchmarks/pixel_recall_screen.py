@@ -16,6 +16,7 @@ evaluation) and the training rate. Factors (``--factors``, comma-separated, in o
     batch64       64 generated and 64 positives per class per step
     converged     drift.tol = 0.01 with at most T = 201 half-steps
     tau_high      Sinkhorn at the single relative temperature 0.2 (the sweep's largest)
+    tau_low       Sinkhorn at the single relative temperature 0.02 (the sweep's smallest)
     steps1000     1000 steps whatever ``--steps`` says (the config's default length)
 
 Factors combine with ``+``: ``mask_self+positives128`` is the masked drift against a bank.
@@ -46,6 +47,7 @@ FACTORS = {
     "batch64": ({}, {"train.batch_size": 64}),
     "converged": ({"T": "201"}, {"drift.tol": 0.01}),
     "tau_high": ({"taus": "(0.2,)"}, {}),
+    "tau_low": ({"taus": "(0.02,)"}, {}),
     "steps1000": ({"steps": "1000"}, {}),
 }
 
