@@ -110,7 +110,7 @@ def measure(objective, xs, ys, args):
               for k in names]
       return (jnp.stack([jnp.atleast_1d(o.marginal_error_pos) for o in outs]),  # [sets, K]
               jnp.stack([jnp.atleast_1d(o.half_steps) for o in outs]),
-              sum(jnp.sum(o.drift) for o in outs))
+              sum(jnp.sum(o.drift) for o in outs))  # keeps the drift in the timing
     return jax.jit(jax.vmap(one_class))
 
   anneal = (1.0 / min(taus), 0.8)

@@ -61,9 +61,8 @@ def _config(name: str, steps: int, seed: int, cache: str):
   variant = {"methods": "(sinkhorn,)", "steps": str(steps)}
   overrides = {"sinkhorn.mask_self": False}
   for part in _parts(name):
-    if part != "default":
-      variant.update(FACTORS[part][0])
-      overrides.update(FACTORS[part][1])
+    variant.update(FACTORS[part][0])
+    overrides.update(FACTORS[part][1])
   if variant["methods"] == "(baseline,)":
     overrides.pop("sinkhorn.mask_self")  # the baseline's own mask applies
   c = config_lib.load("configs/mnist_pixels.py:"
