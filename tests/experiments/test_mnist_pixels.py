@@ -71,6 +71,28 @@ def test_recall_screen_factors_combine_and_keep_the_baselines_mask():
   assert (base.train.bank_size, base.train.num_positives) == (128, 128)
 
 
+def test_seeds_table_averages_the_steps_every_run_evaluated(tmp_path):
+  from benchmarks import pixel_seeds_table
+  metrics = {"s0": {500: 0.5, 1000: 0.7}, "s1": {500: 0.4, 1000: 0.8, 1500: 0.9}}
+  for run, recalls in metrics.items():
+    d = tmp_path / run / "tau0.02" / "sinkhorn"
+    d.mkdir(parents=True)
+    with open(d / "metrics.jsonl", "w") as f:
+      f.write(json.dumps({"step": 50, "loss": 1.0}) + "\n")  # a training row: skipped
+      for step, rec in recalls.items():
+        f.write(json.dumps({"step": step, "fd_pooled": [10 * rec], "fd": [20 * rec],
+                            "accuracy": [90.0], "precision": [0.5], "recall": [rec]}) + "\n")
+  out = pixel_seeds_table.table(pixel_seeds_table.collect(
+      [str(tmp_path / "s0"), str(tmp_path / "s1")])).splitlines()
+  assert len(out) == 4  # header, rule, steps 500 and 1000 (1500: one run only)
+  std = np.std([0.7, 0.8], ddof=1)
+  assert out[3].startswith("| sinkhorn | 1000 | 2 | 7.50 ± ")
+  assert f"| 0.750 ± {std:.3f} | 7.00 / 8.00 | 0.700 / 0.800 |" in out[3]
+  (tmp_path / "empty").mkdir()
+  with pytest.raises(SystemExit, match="no metrics.jsonl"):
+    pixel_seeds_table.collect([str(tmp_path / "empty")])
+
+
 def _space_config():
   c = load("mnist_pixels.py", "smoke")
   return c.features
