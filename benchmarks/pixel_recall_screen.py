@@ -17,9 +17,10 @@ evaluation) and the training rate. Factors (``--factors``, comma-separated, in o
     converged     drift.tol = 0.01 with at most T = 201 half-steps
     tau_high      Sinkhorn at the single relative temperature 0.2 (the sweep's largest)
     tau_low       Sinkhorn at the single relative temperature 0.02 (the sweep's smallest)
-    steps1000     1000 steps whatever ``--steps`` says (the config's default length)
-    steps2000     2000 steps (a finished ``steps1000`` run copied to this factor's
-                  directory is extended, not rerun: the schedule is constant after warm-up)
+    steps1000     1000 steps whatever ``--steps`` says
+    steps2000     2000 steps (the config's default length; a finished ``steps1000`` run
+                  copied to this factor's directory is extended, not rerun: the schedule
+                  is constant after warm-up)
 
 Factors combine with ``+``: ``mask_self+positives128`` is the masked drift against a bank.
 
