@@ -80,7 +80,7 @@ def get_config(arg=None):
   c.optim = config_lib.optimizer_config("adamw", 1e-3, 0.01, b2=0.95, clip_norm=2.0,
                                         schedule="warmup_constant", warmup_steps=100)
   # 2000 steps: the masked Sinkhorn generator's recall trails the baseline's at 500 and
-  # 1000 steps and catches up by 2000 (docs/results.md s.5).
+  # 1000 steps and is within the seeds' spread of it at 2000 (docs/results.md s.5).
   c.train = config_lib.train_config(steps=2000, batch_size=32, log_every=50,
                                     eval_every=500, checkpoint_every=100, ema_decay=0.99)
   c.train.scan = False  # this step ran 6.5x slower inside lax.scan on the CPU
